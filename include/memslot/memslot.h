@@ -1,0 +1,571 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libmemslot: guest memory slots with KVM_SET_USER_MEMORY_REGION semantics.
+ *
+ * A VM holds, for each address space, two slot sets (active and inactive)
+ * that share slot objects.  Writers edit only the inactive set and publish
+ * it with one pointer store; readers look slots up in the active set inside
+ * a read-side section and never block.  See doc/design.md and
+ * doc/concurrency.md.
+ *
+ * Conventions: functions that change state return 0 or a negative errno;
+ * lookups return a pointer or NULL.  Addresses are uint64_t: gfn (guest
+ * frame number), npages, hva (host virtual address).  Ranges are half-open.
+ */
+#ifndef MEMSLOT_MEMSLOT_H
+#define MEMSLOT_MEMSLOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <memslot/alloc.h>
+#include <memslot/nospec.h>
+#include <memslot/rcu.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* User flags, as KVM's KVM_MEM_* bits. */
+#define MEMSLOT_MEM_LOG_DIRTY_PAGES (1u << 0)
+#define MEMSLOT_MEM_READONLY (1u << 1)
+#define MEMSLOT_MEM_GUEST_MEMFD (1u << 2)
+/* Internal flag: the slot is being deleted or moved; lookups still find it,
+ * translation to an hva fails (a vCPU would take an MMIO exit). */
+#define MEMSLOT_INVALID (1u << 16)
+
+/* Maximum depth of the internal trees; sizes the stack iterators. */
+#define MEMSLOT_ITER_DEPTH 16
+
+struct memslot_vm;
+struct memslot_slot;
+struct memslot_vcpu;
+
+/**
+ * enum memslot_change - what a set-region operation does to the slot layout
+ */
+enum memslot_change {
+	MEMSLOT_CHANGE_NONE = 0,
+	MEMSLOT_CHANGE_CREATE,
+	MEMSLOT_CHANGE_DELETE,
+	MEMSLOT_CHANGE_MOVE,
+	MEMSLOT_CHANGE_FLAGS_ONLY,
+};
+
+/**
+ * enum memslot_rule - which validation rule decided a set-region verdict
+ *
+ * The numbering follows the order in which the rules are checked, which is
+ * the order KVM checks them in.  MEMSLOT_RULE_OK means every check passed.
+ */
+enum memslot_rule {
+	MEMSLOT_RULE_OK = 0,
+	MEMSLOT_RULE_FLAGS_UNKNOWN,	/*  1 flags outside the call's set */
+	MEMSLOT_RULE_ID_USER,		/*  2 id >= user slot count */
+	MEMSLOT_RULE_FLAGS_COMBO,	/*  3 flag combination not allowed */
+	MEMSLOT_RULE_SIZE_ALIGN,	/*  4 memory_size not page aligned */
+	MEMSLOT_RULE_GPA_ALIGN,		/*  5 guest_phys_addr not aligned */
+	MEMSLOT_RULE_HVA,		/*  6 hva unaligned, tagged or too high */
+	MEMSLOT_RULE_AS_ID,		/*  7 address space or id out of range */
+	MEMSLOT_RULE_GPA_WRAP,		/*  8 gpa + size wraps */
+	MEMSLOT_RULE_TOO_LARGE,		/*  9 more pages than a slot may have */
+	MEMSLOT_RULE_DELETE_MISSING,	/* 10 delete of a slot that is absent */
+	MEMSLOT_RULE_PAGES_OVERFLOW,	/* 10b total page count would wrap */
+	MEMSLOT_RULE_MODIFY,		/* 11 modify changes hva/npages/RO */
+	MEMSLOT_RULE_NOOP,		/* 12 nothing to change (returns 0) */
+	MEMSLOT_RULE_OVERLAP,		/* 13 gfn range overlaps another slot */
+	MEMSLOT_RULE_MAX_GFN,		/* 14 last gfn beyond the MMU's max */
+	MEMSLOT_RULE_NOMEM,		/* 15 allocation failure */
+	MEMSLOT_RULE_PREPARE,		/*    consumer prepare callback failed */
+	MEMSLOT_RULE_BUSY,		/*    writer called inside a read section */
+	MEMSLOT_RULE_COUNT
+};
+
+/**
+ * struct memslot_region - one KVM_SET_USER_MEMORY_REGION request
+ * @slot: (as_id << id_bits) | id; id_bits is 16 in the KVM profiles
+ * @flags: MEMSLOT_MEM_* bits
+ * @guest_phys_addr: guest physical base address, page aligned
+ * @memory_size: size in bytes; 0 deletes the slot
+ * @userspace_addr: host virtual base address, page aligned
+ * @user_data: opaque pointer stored in a created slot (a VMM's RAM block,
+ *	fd or NUMA node); a moved or flags-changed slot keeps its old value,
+ *	because its backing memory cannot change.  Ignored on delete.
+ */
+struct memslot_region {
+	uint32_t slot;
+	uint32_t flags;
+	uint64_t guest_phys_addr;
+	uint64_t memory_size;
+	uint64_t userspace_addr;
+	void *user_data;
+};
+
+/**
+ * struct memslot_callbacks - hooks a VMM uses to follow slot changes
+ * @size: sizeof(struct memslot_callbacks), so the struct can grow
+ * @prepare: called after validation and, for DELETE/MOVE, after the INVALID
+ *	copy is active; a negative return aborts the change (for DELETE/MOVE
+ *	the original slot is restored, as KVM does); may be NULL
+ * @flush: called for DELETE/MOVE once no reader can reach @old any more
+ *	except as the INVALID copy: drop every mapping derived from @old here;
+ *	may be NULL
+ * @commit: called after the change is active in both sets and before @old
+ *	is freed; may be NULL
+ * @ctx: passed to every hook
+ *
+ * Context: hooks run on the writer thread with the VM's writer lock held;
+ * they may do lookups but must not change slots.
+ */
+struct memslot_callbacks {
+	size_t size;
+	int (*prepare)(void *ctx, const struct memslot_slot *old,
+		       const struct memslot_slot *new_slot,
+		       enum memslot_change change);
+	void (*flush)(void *ctx, const struct memslot_slot *old);
+	void (*commit)(void *ctx, const struct memslot_slot *old,
+		       const struct memslot_slot *new_slot,
+		       enum memslot_change change);
+	void *ctx;
+};
+
+/**
+ * struct memslot_config - the KVM profile a VM follows, plus its hooks
+ * @size: sizeof(struct memslot_config), so the struct can grow
+ * @page_shift: log2 of the page size (12 on x86-64)
+ * @id_bits: bits of the slot argument that hold the id (16 in KVM)
+ * @nr_as: number of address spaces (1, or 2 with SMM)
+ * @user_slots: ids below this may be set through memslot_set_region()
+ * @total_slots: ids below this exist at all (internal slots included)
+ * @max_pages: pages a user slot may have at most
+ * @hva_limit: [hva, hva + size) must end at or below this
+ * @hva_tag_mask: hva bits that mark a tagged pointer (rejected)
+ * @max_gfn: highest gfn a created or moved slot may cover
+ * @readonly: MEMSLOT_MEM_READONLY is supported
+ * @guest_memfd: MEMSLOT_MEM_GUEST_MEMFD is accepted (KVM's v2 ioctl)
+ * @alloc: allocator for every allocation; NULL means malloc/free
+ * @rcu: grace-period backend; NULL means liburcu (memb flavor)
+ * @callbacks: change hooks; NULL means none
+ */
+struct memslot_config {
+	size_t size;
+	unsigned int page_shift;
+	unsigned int id_bits;
+	unsigned int nr_as;
+	uint32_t user_slots;
+	uint32_t total_slots;
+	uint64_t max_pages;
+	uint64_t hva_limit;
+	uint64_t hva_tag_mask;
+	uint64_t max_gfn;
+	bool readonly;
+	bool guest_memfd;
+	const struct memslot_allocator *alloc;
+	const struct memslot_rcu_ops *rcu;
+	const struct memslot_callbacks *callbacks;
+};
+
+/**
+ * memslot_config_init_x86_64() - fill @cfg with the x86-64 KVM profile
+ * @cfg: config to fill
+ *
+ * 4 KiB pages, 1 address space, 32764 user ids of 32767, 2^31 - 1 pages per
+ * slot, hva below 0x7ffffffff000, max gfn 2^40 - 1, READONLY supported.
+ */
+void memslot_config_init_x86_64(struct memslot_config *cfg);
+
+/**
+ * memslot_config_init_unbounded() - fill @cfg with the unbounded profile
+ * @cfg: config to fill
+ *
+ * For emulators that want a million slots: 32-bit ids in one address space,
+ * no per-slot page cap, the full 64-bit hva and gfn ranges.
+ */
+void memslot_config_init_unbounded(struct memslot_config *cfg);
+
+/**
+ * memslot_vm_create() - create a VM's slot sets
+ * @cfg: profile and hooks; copied, and @cfg->alloc, @cfg->rcu and
+ *	@cfg->callbacks must outlive the VM
+ * @out: receives the VM
+ *
+ * Return: 0; -EINVAL for a config that is out of range (page_shift outside
+ * 9..30, nr_as 0 or above 256, id_bits 0 or above 32, user_slots above
+ * total_slots, ids that do not fit in id_bits, a @cfg->size smaller than
+ * the first version of the struct); -ENOMEM.
+ */
+int memslot_vm_create(const struct memslot_config *cfg,
+		      struct memslot_vm **out);
+
+/**
+ * memslot_vm_destroy() - free a VM and all its slots
+ * @vm: the VM, or NULL
+ *
+ * Context: no reader may be inside a read section of @vm.
+ */
+void memslot_vm_destroy(struct memslot_vm *vm);
+
+/**
+ * memslot_set_region() - create, delete, move or change flags of a slot
+ * @vm: the VM
+ * @region: the request, with KVM_SET_USER_MEMORY_REGION semantics
+ * @rule: if not NULL, receives the rule that decided the verdict
+ *
+ * Validates @region in KVM's order (see enum memslot_rule), then applies
+ * the change through the inactive set and swaps; DELETE and MOVE first
+ * publish an INVALID copy of the slot and call the flush hook.  Blocks for
+ * one grace period per swap.  On failure nothing changes, except that a
+ * prepare failure after the INVALID swap advances the generation (as KVM).
+ *
+ * Context: any thread outside a read section of @vm; writers serialise on
+ * the VM's writer lock.
+ * Return: 0; -EINVAL (rules 1-11 and 14); -EEXIST (overlap); -ENOMEM;
+ * -EBUSY when called from inside a read section (debug builds); the
+ * prepare hook's error.
+ */
+int memslot_set_region(struct memslot_vm *vm,
+		       const struct memslot_region *region,
+		       enum memslot_rule *rule);
+
+/**
+ * memslot_set_internal_region() - as memslot_set_region(), for internal ids
+ * @vm: the VM
+ * @region: the request; ids from user_slots to total_slots - 1 are allowed
+ *	and exempt from max_pages, as KVM's private slots are
+ * @rule: if not NULL, receives the deciding rule
+ *
+ * Context: as memslot_set_region().
+ * Return: as memslot_set_region().
+ */
+int memslot_set_internal_region(struct memslot_vm *vm,
+				const struct memslot_region *region,
+				enum memslot_rule *rule);
+
+/**
+ * memslot_strerror() - a message for an error this library returns
+ * @err: a negative errno returned by a libmemslot function
+ *
+ * Return: a static string; never NULL.
+ */
+const char *memslot_strerror(int err);
+
+/**
+ * memslot_rule_str() - a message for a validation rule
+ * @rule: a rule from memslot_set_region()
+ *
+ * Return: a static string; never NULL.
+ */
+const char *memslot_rule_str(enum memslot_rule rule);
+
+/* ---- read side ------------------------------------------------------- */
+
+/**
+ * memslot_thread_register() - make the calling thread a reader
+ * @vm: the VM
+ *
+ * Needed once per thread by backends that track readers (liburcu); a no-op
+ * for the others.  Idempotent per backend rules.
+ * Context: outside a read section.
+ */
+void memslot_thread_register(struct memslot_vm *vm);
+
+/**
+ * memslot_thread_unregister() - undo memslot_thread_register()
+ * @vm: the VM
+ */
+void memslot_thread_unregister(struct memslot_vm *vm);
+
+/**
+ * memslot_read_lock() - enter a read-side section
+ * @vm: the VM
+ *
+ * Slots returned by lookups stay valid until the matching unlock.  Sections
+ * nest.  Enter once per batch of lookups, not per lookup.
+ */
+void memslot_read_lock(struct memslot_vm *vm);
+
+/**
+ * memslot_read_unlock() - leave a read-side section
+ * @vm: the VM
+ */
+void memslot_read_unlock(struct memslot_vm *vm);
+
+/**
+ * memslot_generation() - the active set's generation of an address space
+ * @vm: the VM
+ * @as_id: address space
+ *
+ * Bit 63 is set while a swap is in progress.  Generations of address space
+ * i are congruent to i modulo nr_as.
+ * Context: any thread.
+ * Return: the generation, or 0 for an out-of-range @as_id.
+ */
+uint64_t memslot_generation(struct memslot_vm *vm, unsigned int as_id);
+
+/* ---- lookups: call inside a read section --------------------------- */
+
+/**
+ * memslot_gfn_to_slot() - the slot containing @gfn, via the set-wide cache
+ * @vm: the VM
+ * @as_id: address space (clamped speculation-safely)
+ * @gfn: guest frame number
+ *
+ * Tries the set's last-used slot first and updates it on a hit elsewhere.
+ * INVALID slots are found too.
+ * Context: inside a read section.
+ * Return: the slot, or NULL (no slot contains @gfn, or bad @as_id).
+ */
+const struct memslot_slot *memslot_gfn_to_slot(struct memslot_vm *vm,
+					       unsigned int as_id,
+					       uint64_t gfn);
+
+/**
+ * memslot_search() - search the index only, never touching the cache
+ * @vm: the VM
+ * @as_id: address space
+ * @gfn: guest frame number
+ * @approx: with no containing slot, return the slot just below the hole,
+ *	or the lowest slot when @gfn is below every slot
+ *
+ * Context: inside a read section.
+ * Return: the slot, or NULL.
+ */
+const struct memslot_slot *memslot_search(struct memslot_vm *vm,
+					  unsigned int as_id, uint64_t gfn,
+					  bool approx);
+
+/**
+ * memslot_id_to_slot() - the slot with id @id in the active set
+ * @vm: the VM
+ * @as_id: address space
+ * @id: slot id
+ *
+ * Context: inside a read section (or on the writer thread).
+ * Return: the slot, or NULL.
+ */
+const struct memslot_slot *memslot_id_to_slot(struct memslot_vm *vm,
+					      unsigned int as_id, uint32_t id);
+
+/**
+ * memslot_slot_gfn_to_hva() - translate @gfn inside @slot
+ * @slot: a slot from a lookup, or NULL
+ * @gfn: guest frame number
+ * @write: the access is a write
+ * @hva: receives the host virtual address of the page
+ *
+ * The page offset is clamped speculation-safely before it forms an address.
+ * Return: 0; -ENOENT if @slot is NULL or does not contain @gfn; -EFAULT if
+ * @slot is INVALID; -EROFS for a write to a READONLY slot.
+ */
+int memslot_slot_gfn_to_hva(const struct memslot_slot *slot, uint64_t gfn,
+			    bool write, uint64_t *hva);
+
+/**
+ * memslot_gfn_to_hva() - lookup (set-wide cache) and translation in one
+ * @vm: the VM
+ * @as_id: address space
+ * @gfn: guest frame number
+ * @write: the access is a write
+ * @hva: receives the host virtual address
+ *
+ * Context: inside a read section.
+ * Return: as memslot_slot_gfn_to_hva().
+ */
+int memslot_gfn_to_hva(struct memslot_vm *vm, unsigned int as_id,
+		       uint64_t gfn, bool write, uint64_t *hva);
+
+/* ---- slot accessors: the slot must be reachable (read section) ------- */
+
+uint64_t memslot_slot_base_gfn(const struct memslot_slot *slot);
+uint64_t memslot_slot_npages(const struct memslot_slot *slot);
+uint64_t memslot_slot_hva(const struct memslot_slot *slot);
+/* MEMSLOT_MEM_* flags plus MEMSLOT_INVALID */
+uint32_t memslot_slot_flags(const struct memslot_slot *slot);
+uint32_t memslot_slot_id(const struct memslot_slot *slot);
+unsigned int memslot_slot_as_id(const struct memslot_slot *slot);
+void *memslot_slot_user_data(const struct memslot_slot *slot);
+
+/**
+ * memslot_slot_region() - the request that would recreate @slot
+ * @vm: the VM (for the id encoding and page size)
+ * @slot: the slot
+ * @region: receives slot, flags (user bits only), addresses and user data
+ */
+void memslot_slot_region(const struct memslot_vm *vm,
+			 const struct memslot_slot *slot,
+			 struct memslot_region *region);
+
+/* ---- iterators: stack objects, used inside one read section ---------- */
+
+/**
+ * struct memslot_gfn_iter - ascending walk over slots intersecting a range
+ *
+ * All fields are private.
+ */
+struct memslot_gfn_iter {
+	const void *priv_node[MEMSLOT_ITER_DEPTH];
+	uint8_t priv_pos[MEMSLOT_ITER_DEPTH];
+	int priv_depth;
+	uint64_t priv_end;
+	const struct memslot_slot *priv_next;
+};
+
+/**
+ * memslot_gfn_iter_init() - start a walk over [@start, @end) in @as_id
+ * @it: iterator on the caller's stack
+ * @vm: the VM
+ * @as_id: address space; an out-of-range one yields nothing
+ * @start: first gfn
+ * @end: gfn after the last; an empty or reversed range yields nothing
+ *
+ * Yields exactly the slots whose gfn range intersects [@start, @end), in
+ * ascending gfn order.  [0, UINT64_MAX) walks every slot.
+ * Context: inside a read section held until the walk ends.
+ */
+void memslot_gfn_iter_init(struct memslot_gfn_iter *it, struct memslot_vm *vm,
+			   unsigned int as_id, uint64_t start, uint64_t end);
+
+/**
+ * memslot_gfn_iter_next() - the next slot of the walk
+ * @it: the iterator
+ *
+ * Return: a slot, or NULL at the end.
+ */
+const struct memslot_slot *memslot_gfn_iter_next(struct memslot_gfn_iter *it);
+
+/**
+ * struct memslot_hva_hit - one slot whose hva range meets the query
+ * @slot: the slot
+ * @hva_start: max(query start, slot hva)
+ * @hva_end: min(query end, slot hva end)
+ * @gfn_start: first gfn whose page meets the query
+ * @gfn_end: gfn after the last such page (a partly covered page counts)
+ */
+struct memslot_hva_hit {
+	const struct memslot_slot *slot;
+	uint64_t hva_start;
+	uint64_t hva_end;
+	uint64_t gfn_start;
+	uint64_t gfn_end;
+};
+
+/**
+ * struct memslot_hva_iter - walk over slots whose hva range meets a range
+ *
+ * All fields are private.
+ */
+struct memslot_hva_iter {
+	const void *priv_node[MEMSLOT_ITER_DEPTH];
+	uint8_t priv_pos[MEMSLOT_ITER_DEPTH];
+	int priv_depth;
+	unsigned int priv_as;
+	uint64_t priv_start;
+	uint64_t priv_end;
+	struct memslot_vm *priv_vm;
+	const void *priv_tree;
+};
+
+/**
+ * memslot_hva_iter_init() - start a walk over slots meeting [@start, @end)
+ * @it: iterator on the caller's stack
+ * @vm: the VM
+ * @start: first hva
+ * @end: hva after the last; an empty or reversed range yields nothing
+ *
+ * Visits every address space in turn and, inside one, slots in ascending
+ * order of hva start; aliased slots are all visited.
+ * Context: inside a read section held until the walk ends.
+ */
+void memslot_hva_iter_init(struct memslot_hva_iter *it, struct memslot_vm *vm,
+			   uint64_t start, uint64_t end);
+
+/**
+ * memslot_hva_iter_next() - the next hit of the walk
+ * @it: the iterator
+ * @hit: receives the hit
+ *
+ * Return: true with @hit filled, false at the end.
+ */
+bool memslot_hva_iter_next(struct memslot_hva_iter *it,
+			   struct memslot_hva_hit *hit);
+
+/* ---- per-vCPU cache -------------------------------------------------- */
+
+/**
+ * memslot_vcpu_create() - a lookup cache for one vCPU thread
+ * @vm: the VM
+ * @out: receives the cache
+ *
+ * Return: 0 or -ENOMEM.
+ */
+int memslot_vcpu_create(struct memslot_vm *vm, struct memslot_vcpu **out);
+
+/**
+ * memslot_vcpu_destroy() - free a vCPU cache
+ * @vcpu: the cache, or NULL
+ */
+void memslot_vcpu_destroy(struct memslot_vcpu *vcpu);
+
+/**
+ * memslot_vcpu_gfn_to_slot() - the slot containing @gfn, via the vCPU cache
+ * @vcpu: the cache; owned by the calling thread
+ * @as_id: address space (clamped speculation-safely)
+ * @gfn: guest frame number
+ *
+ * A hit costs no atomic, no lock and no store to shared memory.  The cache
+ * is dropped when the active generation changes (any slot change, or a
+ * switch of address space); a miss searches without touching the set-wide
+ * cache and caches only a hit.
+ * Context: inside a read section, on the thread that owns @vcpu.
+ * Return: the slot, or NULL.
+ */
+const struct memslot_slot *memslot_vcpu_gfn_to_slot(struct memslot_vcpu *vcpu,
+						    unsigned int as_id,
+						    uint64_t gfn);
+
+/* ---- writer-side queries -------------------------------------------- */
+
+/**
+ * struct memslot_stats - counts for one address space
+ * @used_ids: slots present
+ * @free_user_ids: user ids not in use
+ * @total_pages: pages over all slots
+ * @bytes: bytes the VM holds from its allocator (all address spaces)
+ */
+struct memslot_stats {
+	uint64_t used_ids;
+	uint64_t free_user_ids;
+	uint64_t total_pages;
+	uint64_t bytes;
+};
+
+/**
+ * memslot_vm_stats() - counts of ids, pages and memory
+ * @vm: the VM
+ * @as_id: address space
+ * @stats: receives the counts
+ *
+ * Context: any thread outside a read section; takes the writer lock.
+ * Return: 0 or -EINVAL for a bad @as_id.
+ */
+int memslot_vm_stats(struct memslot_vm *vm, unsigned int as_id,
+		     struct memslot_stats *stats);
+
+/**
+ * memslot_lowest_free_id() - the lowest user id with no slot, in O(log n)
+ * @vm: the VM
+ * @as_id: address space
+ * @id: receives the id
+ *
+ * Context: as memslot_vm_stats().
+ * Return: 0; -EINVAL for a bad @as_id; -ENOSPC when every user id is used.
+ */
+int memslot_lowest_free_id(struct memslot_vm *vm, unsigned int as_id,
+			   uint32_t *id);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MEMSLOT_MEMSLOT_H */

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+
+static void *default_malloc(void *ctx, size_t size)
+{
+	(void)ctx;
+	return malloc(size);
+}
+
+static void default_free(void *ctx, void *ptr, size_t size)
+{
+	(void)ctx;
+	(void)size;
+	free(ptr);
+}
+
+const struct memslot_allocator mem_default_allocator = {
+	.size = sizeof(struct memslot_allocator),
+	.malloc = default_malloc,
+	.free = default_free,
+	.ctx = NULL,
+};
+
+void mem_alloc_init(struct mem_alloc *a, const struct memslot_allocator *ops)
+{
+	a->ops = ops ? ops : &mem_default_allocator;
+	a->bytes = 0;
+}
+
+void *mem_malloc(struct mem_alloc *a, size_t size)
+{
+	void *p = a->ops->malloc(a->ops->ctx, size);
+
+	if (p)
+		a->bytes += size;
+	return p;
+}
+
+void *mem_zalloc(struct mem_alloc *a, size_t size)
+{
+	void *p = mem_malloc(a, size);
+
+	if (p)
+		memset(p, 0, size);
+	return p;
+}
+
+void mem_free(struct mem_alloc *a, void *p, size_t size)
+{
+	if (!p)
+		return;
+	a->bytes -= size;
+	a->ops->free(a->ops->ctx, p, size);
+}

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+/* Private: the VM's allocator with a byte count, used by every module. */
+#ifndef MEMSLOT_LIB_ALLOC_H
+#define MEMSLOT_LIB_ALLOC_H
+
+#include <stddef.h>
+
+#include <memslot/alloc.h>
+
+/**
+ * struct mem_alloc - the allocator a VM was created with, and its usage
+ * @ops: the hook (never NULL: the library's malloc/free wrapper by default)
+ * @bytes: bytes currently held
+ *
+ * Writer side only (writer lock held, or VM creation/destruction).
+ */
+struct mem_alloc {
+	const struct memslot_allocator *ops;
+	size_t bytes;
+};
+
+/* The default hook: malloc/free. */
+extern const struct memslot_allocator mem_default_allocator;
+
+void mem_alloc_init(struct mem_alloc *a, const struct memslot_allocator *ops);
+/* @size bytes, or NULL. */
+void *mem_malloc(struct mem_alloc *a, size_t size);
+/* @size zeroed bytes, or NULL. */
+void *mem_zalloc(struct mem_alloc *a, size_t size);
+/* Release @p (may be NULL), which was allocated with @size. */
+void mem_free(struct mem_alloc *a, void *p, size_t size);
+
+#endif

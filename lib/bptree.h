@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private: an in-memory B+tree of (key, value) entries, 16 per node.
+ *
+ * Used for each set's gfn index (key = base gfn) and hva index (key = hva
+ * start, augmented with the maximum hva end of every subtree so that range
+ * queries skip subtrees that cannot overlap).  Entries are ordered by
+ * (key, value address); keys may repeat (aliased hvas), pairs may not.
+ * Keys must be below UINT64_MAX: unused key cells hold UINT64_MAX so that a
+ * node search needs no entry count.
+ *
+ * Concurrency: a tree is changed only while no reader can reach it (the
+ * inactive set after a grace period).  Lookups and iterators only read and
+ * may run concurrently with each other.
+ *
+ * Memory: changes never allocate.  Before a change the writer reserves
+ * nodes in a pool (bpt_pool_reserve(), the only call that can fail); a
+ * change takes nodes from the pool and gives freed nodes back to it.  This
+ * is what lets a multi-step slot change never fail half way.
+ */
+#ifndef MEMSLOT_LIB_BPTREE_H
+#define MEMSLOT_LIB_BPTREE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <memslot/memslot.h>
+
+#include "alloc.h"
+
+#define BPT_FANOUT 16
+#define BPT_MAX_DEPTH MEMSLOT_ITER_DEPTH
+#define BPT_KEY_NONE UINT64_MAX
+
+/*
+ * A node.  In a leaf, vals[i] is the value of entry i; in an inner node,
+ * vals[i] is child i and keys[i] the smallest key in child i's subtree.
+ * Cells at and beyond n hold key BPT_KEY_NONE and value NULL.
+ * keys[] comes first so a search touches two cache lines per level.
+ */
+struct bpt_node {
+	uint64_t keys[BPT_FANOUT];
+	void *vals[BPT_FANOUT];
+	uint8_t n;
+	bool leaf;
+};
+
+/* An inner node of an augmented tree also keeps each child's max end. */
+struct bpt_inner {
+	struct bpt_node node;
+	uint64_t max_end[BPT_FANOUT];
+};
+
+/*
+ * A tree.  @end is NULL for a plain tree; for an augmented tree it returns
+ * the (exclusive) end of an entry's interval, derived from its value.
+ * @depth counts levels: 0 for an empty tree, 1 when the root is a leaf.
+ */
+struct bpt {
+	struct bpt_node *root;
+	unsigned int depth;
+	size_t count;
+	uint64_t (*end)(const void *val);
+};
+
+/* Spare nodes, so that tree changes cannot fail. Writer side only. */
+struct bpt_pool {
+	struct mem_alloc *alloc;
+	struct bpt_node *leaves;	/* free list linked through vals[0] */
+	struct bpt_node *inners;	/* likewise; each is a struct bpt_inner */
+	size_t nleaves;
+	size_t ninners;
+};
+
+void bpt_init(struct bpt *t, uint64_t (*end)(const void *val));
+/* Give every node of @t to @pool, leaving @t empty. */
+void bpt_clear(struct bpt *t, struct bpt_pool *pool);
+
+void bpt_pool_init(struct bpt_pool *pool, struct mem_alloc *alloc);
+/* Make sure @pool holds at least @leaves leaves and @inners inners.
+ * Return: 0 or -ENOMEM (the pool keeps what it had). */
+int bpt_pool_reserve(struct bpt_pool *pool, size_t leaves, size_t inners);
+/* Free spare nodes beyond @keep of each kind. */
+void bpt_pool_trim(struct bpt_pool *pool, size_t keep);
+
+/* Nodes one insert into @t may take: 1 leaf and this many inners. */
+size_t bpt_insert_inners(const struct bpt *t);
+
+/*
+ * Add to *@leaves and *@inners an upper bound of the nodes @k inserts into
+ * @t may take (in any order, mixed with removals).
+ */
+void bpt_nodes_for_inserts(const struct bpt *t, size_t k, size_t *leaves,
+			   size_t *inners);
+
+/* Insert (@key, @val); the pair must not be present and the pool must hold
+ * a leaf and bpt_insert_inners(t) inners. */
+void bpt_insert(struct bpt *t, struct bpt_pool *pool, uint64_t key, void *val);
+/* Remove (@key, @val), which must be present; nodes go back to @pool.
+ * Nodes that become sparse are merged with a neighbour. */
+void bpt_remove(struct bpt *t, struct bpt_pool *pool, uint64_t key, void *val);
+/* Replace the value of (@key, @old) by @new in place; for an augmented
+ * tree @new's end is taken into account. */
+void bpt_replace(struct bpt *t, uint64_t key, void *old, void *new_val);
+
+/* The value of the last entry whose key is <= @key, or NULL. */
+void *bpt_find_le(const struct bpt *t, uint64_t key);
+/* The value of the first entry, or NULL for an empty tree. */
+void *bpt_first(const struct bpt *t);
+
+/*
+ * A position in a tree: the node and cell index at each level, root first.
+ * depth == 0 means "past the end".  The layout matches the private fields
+ * of the public iterators (memslot_gfn_iter, memslot_hva_iter).
+ */
+struct bpt_iter {
+	const void *node[BPT_MAX_DEPTH];
+	uint8_t pos[BPT_MAX_DEPTH];
+	int depth;
+};
+
+/* Position @it at the last entry with key <= @key, or at the first entry
+ * if there is none (past the end for an empty tree). */
+void bpt_iter_seek_le(struct bpt_iter *it, const struct bpt *t, uint64_t key);
+/* The value at @it, or NULL past the end; then advance @it. */
+void *bpt_iter_next(struct bpt_iter *it);
+
+/*
+ * Walk entries with key < @end and end(val) > @start, ascending, in an
+ * augmented tree.  Subtrees whose max end is <= @start or whose smallest
+ * key is >= @end are skipped, so a query costs O(log n + hits).
+ */
+void bpt_overlap_init(struct bpt_iter *it, const struct bpt *t,
+		      uint64_t start, uint64_t end);
+/* @t is passed again because a leaf entry's end is known only through
+ * t->end, and the iterator layout has no room to keep it. */
+void *bpt_overlap_next(struct bpt_iter *it, const struct bpt *t,
+		       uint64_t start, uint64_t end);
+
+/* What bpt_check() found broken (negated). */
+enum bpt_check_error {
+	BPT_CHECK_ROOT = 1,	/* root, depth and count disagree */
+	BPT_CHECK_FILL,		/* n out of range, or a root inner with 1 child */
+	BPT_CHECK_LEVEL,	/* a leaf above the bottom or an inner at it */
+	BPT_CHECK_PAD,		/* an unused cell is not a pad */
+	BPT_CHECK_CELL,		/* a used cell holds BPT_KEY_NONE or NULL */
+	BPT_CHECK_ORDER,	/* entries not strictly ascending */
+	BPT_CHECK_SEPARATOR,	/* an inner key is not its child's first key */
+	BPT_CHECK_MAX_END,	/* an inner max_end is not its child's max end */
+	BPT_CHECK_COUNT,	/* t->count is not the number of entries */
+};
+
+/* Check every invariant (order, counts, separators, max ends, fill, pads);
+ * return 0 or -(enum bpt_check_error) naming the first broken one.  For
+ * tests. */
+int bpt_check(const struct bpt *t);
+
+#endif

@@ -1,0 +1,733 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Slot changes: KVM_SET_USER_MEMORY_REGION validation and the change engine.
+ *
+ * A request list (one request for memslot_set_region(), several for a
+ * transaction) goes through three stages:
+ *  1. validate: each request is checked, in KVM's order, against the layout
+ *     the requests before it produce.  The writer's set is not touched; a
+ *     small overlay (per-id state and the ranges of new slots) stands in for
+ *     the earlier requests.  Requests collapse into one net change per id.
+ *  2. reserve: every allocation the rest needs (slot objects, INVALID
+ *     copies, index nodes, id-table growth, the id map) happens here, so
+ *     nothing after this point can fail for lack of memory.
+ *  3. apply: as KVM's kvm_set_memslot(): DELETE and MOVE first publish
+ *     INVALID copies and call the flush hook; prepare hooks run; then the
+ *     final layout is published.  Every swap edits the inactive set,
+ *     publishes it, waits for a grace period and replays the same edit on
+ *     the set it replaced, so both sets always hold the same slots.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "vm.h"
+
+/* One request, decoded. */
+struct req {
+	unsigned int as_id;
+	uint32_t id;
+	uint32_t flags;
+	uint64_t base_gfn;
+	uint64_t npages;
+	uint64_t hva;
+	uint64_t size;
+	void *user_data;
+};
+
+/* The net effect of the requests on one id. */
+struct change {
+	uint32_t id;
+	enum memslot_change kind;
+	size_t op;			/* last request that touched the id */
+	struct memslot_slot *old;	/* in both sets now, or NULL */
+	struct memslot_slot *cur;	/* wanted state; == old if unchanged */
+	struct memslot_slot *invalid;	/* INVALID copy of old */
+};
+
+struct batch {
+	struct memslot_vm *vm;
+	struct memslot_set *set;	/* the writer's set, read-only here */
+	unsigned int as_id;
+	bool internal;
+	bool overlay;			/* several requests: use byid/ranges */
+	struct change *ch;
+	size_t nch;
+	struct bpt byid;		/* id -> struct change */
+	struct bpt ranges;		/* base gfn -> new slot objects */
+	struct bpt_pool tmp;		/* nodes of the two trees above */
+	uint64_t total_pages;
+	uint64_t used_user_ids;
+	bool any_invalid;
+};
+
+static uint32_t allowed_flags(const struct memslot_config *cfg)
+{
+	uint32_t f = MEMSLOT_MEM_LOG_DIRTY_PAGES | MEMSLOT_MEM_READONLY;
+
+	return cfg->guest_memfd ? f | MEMSLOT_MEM_GUEST_MEMFD : f;
+}
+
+static bool flags_combo_ok(const struct memslot_config *cfg, uint32_t flags)
+{
+	if ((flags & MEMSLOT_MEM_READONLY) && !cfg->readonly)
+		return false;
+	if (!(flags & MEMSLOT_MEM_GUEST_MEMFD))
+		return true;
+	return !(flags & (MEMSLOT_MEM_LOG_DIRTY_PAGES | MEMSLOT_MEM_READONLY));
+}
+
+/* access_ok(): [hva, hva + size) must not wrap and must end at the limit
+ * or below. */
+static bool hva_ok(const struct memslot_config *cfg, uint64_t hva,
+		   uint64_t size)
+{
+	uint64_t mask = (1ull << cfg->page_shift) - 1;
+
+	if ((hva & mask) || (hva & cfg->hva_tag_mask))
+		return false;
+	return size <= cfg->hva_limit && hva <= cfg->hva_limit - size;
+}
+
+static void decode(const struct memslot_config *cfg,
+		   const struct memslot_region *r, struct req *q)
+{
+	uint64_t slot = r->slot;
+
+	q->id = cfg->id_bits >= 32 ? r->slot
+				   : (uint32_t)(slot & ((1ull << cfg->id_bits) - 1));
+	q->as_id = cfg->id_bits >= 32 ? 0 : (unsigned int)(slot >> cfg->id_bits);
+	q->flags = r->flags;
+	q->size = r->memory_size;
+	q->base_gfn = r->guest_phys_addr >> cfg->page_shift;
+	q->npages = r->memory_size >> cfg->page_shift;
+	q->hva = r->userspace_addr;
+	q->user_data = r->user_data;
+}
+
+/* Rules 1-9: checks on the request alone, in KVM's order. */
+static enum memslot_rule check_fields(const struct memslot_config *cfg,
+				      const struct memslot_region *r,
+				      const struct req *q, bool internal)
+{
+	uint64_t mask = (1ull << cfg->page_shift) - 1;
+
+	if (r->flags & ~allowed_flags(cfg))
+		return MEMSLOT_RULE_FLAGS_UNKNOWN;
+	if (!internal && q->id >= cfg->user_slots)
+		return MEMSLOT_RULE_ID_USER;
+	if (!flags_combo_ok(cfg, r->flags))
+		return MEMSLOT_RULE_FLAGS_COMBO;
+	if (r->memory_size & mask)
+		return MEMSLOT_RULE_SIZE_ALIGN;
+	if (r->guest_phys_addr & mask)
+		return MEMSLOT_RULE_GPA_ALIGN;
+	if (!hva_ok(cfg, r->userspace_addr, r->memory_size))
+		return MEMSLOT_RULE_HVA;
+	if (q->as_id >= cfg->nr_as || q->id >= cfg->total_slots)
+		return MEMSLOT_RULE_AS_ID;
+	if (r->guest_phys_addr + r->memory_size < r->guest_phys_addr)
+		return MEMSLOT_RULE_GPA_WRAP;
+	if (q->id < cfg->user_slots && q->npages > cfg->max_pages)
+		return MEMSLOT_RULE_TOO_LARGE;
+	return MEMSLOT_RULE_OK;
+}
+
+/* The change record of @id in a multi-request batch, or NULL. */
+static struct change *staged(const struct batch *b, uint32_t id)
+{
+	struct change *c;
+
+	if (!b->overlay)
+		return NULL;
+	c = bpt_find_le(&b->byid, id);
+	return c && c->id == id ? c : NULL;
+}
+
+/* The slot @id has after the requests so far. */
+static struct memslot_slot *current_slot(const struct batch *b, uint32_t id)
+{
+	struct change *c = staged(b, id);
+
+	return c ? c->cur : idt_find(&b->set->ids, id);
+}
+
+static bool meets(const struct memslot_slot *s, uint64_t start, uint64_t end)
+{
+	return s->base_gfn < end && slot_end_gfn(s) > start;
+}
+
+/* Rule 13 across the set and the slots earlier requests created. */
+static bool overlaps(const struct batch *b, uint32_t id, uint64_t start,
+		     uint64_t end)
+{
+	struct bpt_iter it;
+	struct memslot_slot *s;
+
+	if (!b->overlay)
+		return set_overlaps(b->set, id, start, end);
+	bpt_iter_seek_le(&it, &b->set->gfn, start);
+	while ((s = bpt_iter_next(&it)) && s->base_gfn < end) {
+		if (meets(s, start, end) && s->id != id && !staged(b, s->id))
+			return true;
+	}
+	bpt_iter_seek_le(&it, &b->ranges, start);
+	while ((s = bpt_iter_next(&it)) && s->base_gfn < end) {
+		if (meets(s, start, end) && s->id != id)
+			return true;
+	}
+	return false;
+}
+
+/* Rules 10-13: checks against the current layout; sets *@kind. */
+static enum memslot_rule check_layout(const struct batch *b,
+				      const struct req *q,
+				      const struct memslot_slot *cur,
+				      enum memslot_change *kind)
+{
+	if (!q->size) {
+		*kind = MEMSLOT_CHANGE_DELETE;
+		return cur ? MEMSLOT_RULE_OK : MEMSLOT_RULE_DELETE_MISSING;
+	}
+	if (!cur) {
+		*kind = MEMSLOT_CHANGE_CREATE;
+		if (b->total_pages + q->npages < b->total_pages)
+			return MEMSLOT_RULE_PAGES_OVERFLOW;
+	} else {
+		if (q->hva != cur->hva || q->npages != cur->npages ||
+		    ((q->flags ^ cur->flags) & MEMSLOT_MEM_READONLY))
+			return MEMSLOT_RULE_MODIFY;
+		if (q->base_gfn != cur->base_gfn)
+			*kind = MEMSLOT_CHANGE_MOVE;
+		else if (q->flags != cur->flags)
+			*kind = MEMSLOT_CHANGE_FLAGS_ONLY;
+		else
+			return MEMSLOT_RULE_NOOP;
+	}
+	if ((*kind == MEMSLOT_CHANGE_CREATE || *kind == MEMSLOT_CHANGE_MOVE) &&
+	    overlaps(b, q->id, q->base_gfn, q->base_gfn + q->npages))
+		return MEMSLOT_RULE_OVERLAP;
+	return MEMSLOT_RULE_OK;
+}
+
+static struct memslot_slot *slot_new(struct batch *b, const struct req *q,
+				     const struct memslot_slot *cur)
+{
+	struct memslot_slot *s = mem_zalloc(&b->vm->alloc, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->base_gfn = q->base_gfn;
+	s->npages = q->npages;
+	s->hva = q->hva;
+	s->flags = q->flags;
+	s->id = q->id;
+	s->as_id = q->as_id;
+	s->page_shift = b->vm->page_shift;
+	/* A modified slot keeps its backing, so it keeps its user data. */
+	s->user_data = cur ? cur->user_data : q->user_data;
+	return s;
+}
+
+static void slot_free(struct batch *b, struct memslot_slot *s)
+{
+	mem_free(&b->vm->alloc, s, sizeof(*s));
+}
+
+/* The change record for @id, made on first use. */
+static struct change *change_for(struct batch *b, uint32_t id)
+{
+	struct change *c = staged(b, id);
+
+	if (c)
+		return c;
+	if (b->overlay && bpt_pool_reserve(&b->tmp, 1, bpt_insert_inners(&b->byid)))
+		return NULL;
+	c = &b->ch[b->nch++];
+	memset(c, 0, sizeof(*c));
+	c->id = id;
+	c->old = c->cur = idt_find(&b->set->ids, id);
+	if (b->overlay)
+		bpt_insert(&b->byid, &b->tmp, id, c);
+	return c;
+}
+
+/* Record request @op (already validated) in its change record. */
+static int stage(struct batch *b, size_t op, const struct req *q,
+		 enum memslot_change kind)
+{
+	struct change *c = change_for(b, q->id);
+	struct memslot_slot *s = NULL;
+
+	if (!c)
+		return -ENOMEM;
+	if (kind != MEMSLOT_CHANGE_DELETE) {
+		s = slot_new(b, q, c->cur);
+		if (!s || (b->overlay && bpt_pool_reserve(&b->tmp, 1,
+					bpt_insert_inners(&b->ranges)))) {
+			slot_free(b, s);
+			return -ENOMEM;
+		}
+	}
+	if (c->cur && c->cur != c->old) {
+		if (b->overlay)
+			bpt_remove(&b->ranges, &b->tmp, c->cur->base_gfn, c->cur);
+		slot_free(b, c->cur);
+	}
+	if (s && b->overlay)
+		bpt_insert(&b->ranges, &b->tmp, s->base_gfn, s);
+	b->total_pages += kind == MEMSLOT_CHANGE_CREATE ? q->npages : 0;
+	b->total_pages -= kind == MEMSLOT_CHANGE_DELETE ? c->cur->npages : 0;
+	c->cur = s;
+	c->op = op;
+	return 0;
+}
+
+static int rule_errno(enum memslot_rule rule)
+{
+	switch (rule) {
+	case MEMSLOT_RULE_OK:
+	case MEMSLOT_RULE_NOOP:
+		return 0;
+	case MEMSLOT_RULE_OVERLAP:
+		return -EEXIST;
+	case MEMSLOT_RULE_NOMEM:
+		return -ENOMEM;
+	case MEMSLOT_RULE_BUSY:
+		return -EBUSY;
+	default:
+		return -EINVAL;
+	}
+}
+
+/* Stage 1 for one request.  Return: 0 or a negative errno. */
+static int validate_one(struct batch *b, size_t op,
+			const struct memslot_region *r, enum memslot_rule *rule)
+{
+	const struct memslot_config *cfg = &b->vm->cfg;
+	enum memslot_change kind = MEMSLOT_CHANGE_NONE;
+	struct req q;
+
+	decode(cfg, r, &q);
+	*rule = check_fields(cfg, r, &q, b->internal);
+	if (*rule == MEMSLOT_RULE_OK && op > 0 && q.as_id != b->as_id)
+		*rule = MEMSLOT_RULE_AS_ID;	/* one address space per batch */
+	if (*rule != MEMSLOT_RULE_OK)
+		return rule_errno(*rule);
+	if (op == 0) {
+		b->as_id = q.as_id;
+		b->set = vm_inactive(b->vm, q.as_id);
+		b->total_pages = b->vm->as[q.as_id].total_pages;
+	}
+	*rule = check_layout(b, &q, current_slot(b, q.id), &kind);
+	if (*rule != MEMSLOT_RULE_OK)
+		return rule_errno(*rule);
+	if (stage(b, op, &q, kind)) {
+		*rule = MEMSLOT_RULE_NOMEM;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static enum memslot_change net_kind(const struct change *c)
+{
+	if (!c->old)
+		return c->cur ? MEMSLOT_CHANGE_CREATE : MEMSLOT_CHANGE_NONE;
+	if (!c->cur)
+		return MEMSLOT_CHANGE_DELETE;
+	if (c->cur->base_gfn != c->old->base_gfn)
+		return MEMSLOT_CHANGE_MOVE;
+	if (c->cur->flags != c->old->flags)
+		return MEMSLOT_CHANGE_FLAGS_ONLY;
+	return MEMSLOT_CHANGE_NONE;
+}
+
+/* Collapse the change records to the ids that really change. */
+static void settle(struct batch *b)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < b->nch; i++) {
+		struct change *c = &b->ch[i];
+
+		c->kind = net_kind(c);
+		if (c->kind == MEMSLOT_CHANGE_NONE) {
+			if (c->cur != c->old)
+				slot_free(b, c->cur);
+			continue;
+		}
+		b->ch[n++] = *c;
+	}
+	b->nch = n;
+}
+
+/* Undo stages 1 and 2 for a batch that will not be applied. */
+static void discard(struct batch *b)
+{
+	for (size_t i = 0; i < b->nch; i++) {
+		struct change *c = &b->ch[i];
+
+		if (c->cur != c->old)
+			slot_free(b, c->cur);
+		slot_free(b, c->invalid);
+	}
+	b->nch = 0;
+}
+
+/* ---- stage 2: reserve ------------------------------------------------ */
+
+static void each_used_id(void *ctx, void (*fn)(struct idmap *, uint64_t),
+			 struct idmap *map)
+{
+	struct memslot_set *set = ctx;
+	struct bpt_iter it;
+	struct memslot_slot *s;
+
+	bpt_iter_seek_le(&it, &set->gfn, 0);
+	while ((s = bpt_iter_next(&it)))
+		fn(map, s->id);
+}
+
+static int alloc_invalid(struct batch *b)
+{
+	for (size_t i = 0; i < b->nch; i++) {
+		struct change *c = &b->ch[i];
+
+		if (c->kind != MEMSLOT_CHANGE_DELETE &&
+		    c->kind != MEMSLOT_CHANGE_MOVE)
+			continue;
+		c->invalid = mem_malloc(&b->vm->alloc, sizeof(*c->invalid));
+		if (!c->invalid)
+			return -ENOMEM;
+		memcpy(c->invalid, c->old, sizeof(*c->invalid));
+		c->invalid->flags |= MEMSLOT_INVALID;
+		b->any_invalid = true;
+	}
+	return 0;
+}
+
+/* Index nodes that the edits of one set need (each set is edited once). */
+static void count_nodes(const struct batch *b, const struct memslot_set *set,
+			size_t *leaves, size_t *inners)
+{
+	size_t gfn_inserts = 0, hva_inserts = 0;
+
+	for (size_t i = 0; i < b->nch; i++) {
+		const struct change *c = &b->ch[i];
+
+		gfn_inserts += c->kind == MEMSLOT_CHANGE_CREATE ||
+			       c->kind == MEMSLOT_CHANGE_MOVE;
+		/* the final object; an INVALID copy goes in and, on a
+		 * revert, the original goes back in */
+		hva_inserts += (c->cur ? 1 : 0) + (c->invalid ? 2 : 0);
+	}
+	bpt_nodes_for_inserts(&set->gfn, gfn_inserts, leaves, inners);
+	bpt_nodes_for_inserts(&set->hva, hva_inserts, leaves, inners);
+}
+
+static size_t id_growth(const struct batch *b)
+{
+	size_t creates = 0, deletes = 0;
+
+	for (size_t i = 0; i < b->nch; i++) {
+		creates += b->ch[i].kind == MEMSLOT_CHANGE_CREATE;
+		deletes += b->ch[i].kind == MEMSLOT_CHANGE_DELETE;
+	}
+	return creates > deletes ? creates - deletes : 0;
+}
+
+/* Stage 2.  Return: 0 or -ENOMEM, with nothing changed either way. */
+static int reserve(struct batch *b)
+{
+	struct memslot_as *as = &b->vm->as[b->as_id];
+	size_t leaves = 0, inners = 0, grow = id_growth(b);
+	int r = alloc_invalid(b);
+
+	for (int i = 0; i < 2 && !r; i++) {
+		count_nodes(b, &as->sets[i], &leaves, &inners);
+		r = idt_reserve(&as->sets[i].ids, grow);
+	}
+	if (!r)
+		r = bpt_pool_reserve(&b->vm->pool, leaves, inners);
+	if (!r)
+		r = idmap_reserve(&as->ids, b->used_user_ids + grow,
+				  each_used_id, b->set);
+	return r;
+}
+
+/* ---- stage 3: apply --------------------------------------------------- */
+
+/* The object of @c the sets hold before the final edit. */
+static struct memslot_slot *held(const struct change *c)
+{
+	return c->invalid ? c->invalid : c->old;
+}
+
+static void edit_invalidate(struct batch *b, struct memslot_set *set)
+{
+	for (size_t i = 0; i < b->nch; i++) {
+		if (b->ch[i].invalid)
+			set_replace(set, &b->vm->pool, b->ch[i].old,
+				    b->ch[i].invalid);
+	}
+}
+
+static void edit_revert(struct batch *b, struct memslot_set *set)
+{
+	for (size_t i = 0; i < b->nch; i++) {
+		if (b->ch[i].invalid)
+			set_replace(set, &b->vm->pool, b->ch[i].invalid,
+				    b->ch[i].old);
+	}
+}
+
+/*
+ * Removals first, then insertions: the final layout has no overlap, so the
+ * gfn index never holds two slots at one base gfn, even when slots trade
+ * places.
+ */
+static void edit_final(struct batch *b, struct memslot_set *set)
+{
+	for (size_t i = 0; i < b->nch; i++) {
+		struct change *c = &b->ch[i];
+
+		if (held(c) && (!c->cur || c->cur->base_gfn != held(c)->base_gfn))
+			set_remove(set, &b->vm->pool, held(c), c->cur);
+	}
+	for (size_t i = 0; i < b->nch; i++) {
+		struct change *c = &b->ch[i];
+
+		if (!c->cur)
+			continue;
+		if (held(c) && c->cur->base_gfn == held(c)->base_gfn)
+			set_replace(set, &b->vm->pool, held(c), c->cur);
+		else
+			set_insert(set, &b->vm->pool, c->cur);
+	}
+}
+
+/* Edit the inactive set, publish it, and bring the other set level. */
+static void swap_with(struct batch *b,
+		      void (*edit)(struct batch *, struct memslot_set *))
+{
+	edit(b, vm_inactive(b->vm, b->as_id));
+	vm_swap(b->vm, b->as_id);
+	edit(b, vm_inactive(b->vm, b->as_id));
+}
+
+static void flush_all(struct batch *b)
+{
+	const struct memslot_callbacks *cb = b->vm->cb;
+
+	for (size_t i = 0; cb && cb->flush && i < b->nch; i++) {
+		if (b->ch[i].invalid)
+			cb->flush(cb->ctx, b->ch[i].old);
+	}
+}
+
+/* The library's own arch check (rule 14), then the consumer's hook. */
+static int prepare_one(struct batch *b, const struct change *c,
+		       enum memslot_rule *rule)
+{
+	const struct memslot_callbacks *cb = b->vm->cb;
+	int r;
+
+	if ((c->kind == MEMSLOT_CHANGE_CREATE || c->kind == MEMSLOT_CHANGE_MOVE) &&
+	    slot_end_gfn(c->cur) - 1 > b->vm->cfg.max_gfn) {
+		*rule = MEMSLOT_RULE_MAX_GFN;
+		return -EINVAL;
+	}
+	if (!cb || !cb->prepare)
+		return 0;
+	r = cb->prepare(cb->ctx, c->old, c->cur, c->kind);
+	if (r)
+		*rule = MEMSLOT_RULE_PREPARE;
+	return r > 0 ? -r : r;
+}
+
+static void commit_all(struct batch *b)
+{
+	const struct memslot_callbacks *cb = b->vm->cb;
+
+	for (size_t i = 0; cb && cb->commit && i < b->nch; i++)
+		cb->commit(cb->ctx, b->ch[i].old, b->ch[i].cur, b->ch[i].kind);
+}
+
+/* Counters and the id map follow the published layout. */
+static void account(struct batch *b)
+{
+	struct memslot_as *as = &b->vm->as[b->as_id];
+	uint32_t user_slots = b->vm->cfg.user_slots;
+
+	as->total_pages = b->total_pages;
+	for (size_t i = 0; i < b->nch; i++) {
+		const struct change *c = &b->ch[i];
+		bool user = c->id < user_slots;
+
+		if (c->kind == MEMSLOT_CHANGE_CREATE) {
+			as->used_ids++;
+			as->used_user_ids += user;
+			idmap_set(&as->ids, c->id);
+		} else if (c->kind == MEMSLOT_CHANGE_DELETE) {
+			as->used_ids--;
+			as->used_user_ids -= user;
+			idmap_clear(&as->ids, c->id);
+		}
+	}
+}
+
+/* Old objects are unreachable now: both swaps and replays are done. */
+static void release_old(struct batch *b)
+{
+	for (size_t i = 0; i < b->nch; i++) {
+		slot_free(b, b->ch[i].invalid);
+		if (b->ch[i].old != b->ch[i].cur)
+			slot_free(b, b->ch[i].old);
+	}
+	b->nch = 0;
+}
+
+static int prepare_all(struct batch *b, size_t *failed,
+		       enum memslot_rule *rule)
+{
+	for (size_t i = 0; i < b->nch; i++) {
+		int r = prepare_one(b, &b->ch[i], rule);
+
+		if (r) {
+			*failed = b->ch[i].op;
+			return r;
+		}
+	}
+	return 0;
+}
+
+/* Stage 3, as kvm_set_memslot().  Return: 0 or the prepare error. */
+static int apply(struct batch *b, size_t *failed, enum memslot_rule *rule)
+{
+	int r;
+
+	if (b->any_invalid) {
+		edit_invalidate(b, vm_inactive(b->vm, b->as_id));
+		vm_swap(b->vm, b->as_id);
+		flush_all(b);
+		edit_invalidate(b, vm_inactive(b->vm, b->as_id));
+	}
+	r = prepare_all(b, failed, rule);
+	if (r) {
+		if (b->any_invalid)
+			swap_with(b, edit_revert);
+		return r;
+	}
+	swap_with(b, edit_final);
+	commit_all(b);
+	account(b);
+	release_old(b);
+	return 0;
+}
+
+/* ---- entry points ------------------------------------------------------ */
+
+static int batch_begin(struct batch *b, struct memslot_vm *vm, size_t n,
+		       bool internal, struct change *one)
+{
+	memset(b, 0, sizeof(*b));
+	b->vm = vm;
+	b->internal = internal;
+	b->overlay = n > 1;
+	bpt_init(&b->byid, NULL);
+	bpt_init(&b->ranges, NULL);
+	bpt_pool_init(&b->tmp, &vm->alloc);
+	b->ch = n > 1 ? mem_malloc(&vm->alloc, n * sizeof(*b->ch)) : one;
+	return b->ch ? 0 : -ENOMEM;
+}
+
+static void batch_end(struct batch *b, size_t n)
+{
+	struct memslot_as *as = &b->vm->as[b->as_id];
+
+	discard(b);
+	bpt_clear(&b->byid, &b->tmp);
+	bpt_clear(&b->ranges, &b->tmp);
+	bpt_pool_trim(&b->tmp, 0);
+	if (n > 1)
+		mem_free(&b->vm->alloc, b->ch, n * sizeof(*b->ch));
+	idt_release(&as->sets[0].ids);
+	idt_release(&as->sets[1].ids);
+	bpt_pool_trim(&b->vm->pool, POOL_KEEP);
+}
+
+static int validate_all(struct batch *b, const struct memslot_region *r,
+			size_t n, size_t *failed, enum memslot_rule *rule)
+{
+	for (size_t op = 0; op < n; op++) {
+		int err = validate_one(b, op, &r[op], rule);
+
+		if (err) {
+			*failed = op;
+			return err;
+		}
+	}
+	return 0;
+}
+
+int vm_set_regions(struct memslot_vm *vm, const struct memslot_region *r,
+		   size_t n, bool internal, size_t *failed,
+		   enum memslot_rule *rule)
+{
+	struct change one;
+	struct batch b;
+	int err;
+
+	*failed = 0;
+	*rule = MEMSLOT_RULE_OK;
+	pthread_mutex_lock(&vm->writer);
+	err = batch_begin(&b, vm, n, internal, &one);
+	if (err)
+		*rule = MEMSLOT_RULE_NOMEM;
+	if (!err)
+		err = validate_all(&b, r, n, failed, rule);
+	if (!err) {
+		b.used_user_ids = vm->as[b.as_id].used_user_ids;
+		settle(&b);
+		err = reserve(&b);
+		if (err) {
+			*rule = MEMSLOT_RULE_NOMEM;
+			*failed = n;
+		}
+	}
+	if (!err && b.nch)
+		err = apply(&b, failed, rule);
+	if (b.ch)
+		batch_end(&b, n);
+	pthread_mutex_unlock(&vm->writer);
+	return err;
+}
+
+static int set_region_common(struct memslot_vm *vm,
+			     const struct memslot_region *region,
+			     bool internal, enum memslot_rule *rule)
+{
+	enum memslot_rule dummy;
+	size_t failed;
+
+	if (!rule)
+		rule = &dummy;
+	if (!vm || !region) {
+		*rule = MEMSLOT_RULE_COUNT;
+		return -EINVAL;
+	}
+	return vm_set_regions(vm, region, 1, internal, &failed, rule);
+}
+
+int memslot_set_region(struct memslot_vm *vm,
+		       const struct memslot_region *region,
+		       enum memslot_rule *rule)
+{
+	return set_region_common(vm, region, false, rule);
+}
+
+int memslot_set_internal_region(struct memslot_vm *vm,
+				const struct memslot_region *region,
+				enum memslot_rule *rule)
+{
+	return set_region_common(vm, region, true, rule);
+}

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private: the slot object.  One object per slot state, shared by both sets
+ * of its address space; never changed while a reader can reach it (a change
+ * makes a new object).  The fields lookups read come first so a hit touches
+ * one cache line.
+ */
+#ifndef MEMSLOT_LIB_SLOT_H
+#define MEMSLOT_LIB_SLOT_H
+
+#include <stdint.h>
+
+#include "uthash_alloc.h"
+
+/* Id of the sentinel entry each id table keeps (never a valid id). */
+#define SLOT_ID_SENTINEL UINT32_MAX
+
+struct memslot_slot {
+	uint64_t base_gfn;
+	uint64_t npages;
+	uint64_t hva;
+	uint32_t flags;
+	uint32_t id;
+	void *user_data;
+	uint32_t as_id;
+	uint32_t page_shift;
+	/* One id-table handle per set of the address space (set->idx). */
+	UT_hash_handle hh[2];
+};
+
+/* The gfn after the slot's last page. */
+static inline uint64_t slot_end_gfn(const struct memslot_slot *s)
+{
+	return s->base_gfn + s->npages;
+}
+
+/* The hva after the slot's last byte. */
+static inline uint64_t slot_hva_end(const struct memslot_slot *s)
+{
+	return s->hva + (s->npages << s->page_shift);
+}
+
+#endif

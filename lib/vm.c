@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: MIT */
+/* VM lifetime, read-side sections, the swap, and writer-side queries. */
+#include <errno.h>
+#include <string.h>
+
+#include "vm.h"
+
+static int as_init(struct memslot_vm *vm, unsigned int as_id)
+{
+	struct memslot_as *as = &vm->as[as_id];
+	int r;
+
+	r = set_init(&as->sets[0], 0, as_id, &vm->alloc);
+	if (!r)
+		r = set_init(&as->sets[1], 1, as_id, &vm->alloc);
+	atomic_init(&as->active, &as->sets[0]);
+	idmap_init(&as->ids, &vm->alloc, vm->cfg.user_slots);
+	return r;
+}
+
+static void as_destroy(struct memslot_vm *vm, struct memslot_as *as)
+{
+	struct memslot_set *set = &as->sets[0];
+	struct bpt_iter it;
+	struct memslot_slot *slot;
+
+	/* Both sets hold the same slots once a change has completed. */
+	bpt_iter_seek_le(&it, &set->gfn, 0);
+	while ((slot = bpt_iter_next(&it)))
+		mem_free(&vm->alloc, slot, sizeof(*slot));
+	set_destroy(&as->sets[0], &vm->pool);
+	set_destroy(&as->sets[1], &vm->pool);
+	idmap_destroy(&as->ids);
+}
+
+int memslot_vm_create(const struct memslot_config *cfg,
+		      struct memslot_vm **out)
+{
+	struct mem_alloc alloc;
+	struct memslot_vm *vm;
+	int r = config_check(cfg);
+
+	if (r || !out)
+		return -EINVAL;
+	mem_alloc_init(&alloc, cfg->alloc);
+	vm = mem_zalloc(&alloc, sizeof(*vm));
+	if (!vm)
+		return -ENOMEM;
+	vm->alloc = alloc;
+	memcpy(&vm->cfg, cfg, sizeof(vm->cfg) < cfg->size ? sizeof(vm->cfg)
+							    : cfg->size);
+	vm->cfg.size = sizeof(vm->cfg);
+	vm->nr_as = cfg->nr_as;
+	vm->page_shift = cfg->page_shift;
+	vm->rcu = cfg->rcu ? cfg->rcu : memslot_rcu_urcu_memb();
+	vm->cb = cfg->callbacks;
+	bpt_pool_init(&vm->pool, &vm->alloc);
+	pthread_mutex_init(&vm->writer, NULL);
+	vm->as = mem_zalloc(&vm->alloc, sizeof(*vm->as) * vm->nr_as);
+	if (!vm->as) {
+		memslot_vm_destroy(vm);
+		return -ENOMEM;
+	}
+	for (unsigned int i = 0; i < vm->nr_as && !r; i++)
+		r = as_init(vm, i);
+	if (r) {
+		memslot_vm_destroy(vm);
+		return r;
+	}
+	*out = vm;
+	return 0;
+}
+
+void memslot_vm_destroy(struct memslot_vm *vm)
+{
+	struct mem_alloc alloc;
+
+	if (!vm)
+		return;
+	for (unsigned int i = 0; vm->as && i < vm->nr_as; i++)
+		as_destroy(vm, &vm->as[i]);
+	mem_free(&vm->alloc, vm->as, sizeof(*vm->as) * vm->nr_as);
+	bpt_pool_trim(&vm->pool, 0);
+	pthread_mutex_destroy(&vm->writer);
+	alloc = vm->alloc;
+	mem_free(&alloc, vm, sizeof(*vm));
+}
+
+void memslot_thread_register(struct memslot_vm *vm)
+{
+	if (vm && vm->rcu->register_thread)
+		vm->rcu->register_thread(vm->rcu->ctx);
+}
+
+void memslot_thread_unregister(struct memslot_vm *vm)
+{
+	if (vm && vm->rcu->unregister_thread)
+		vm->rcu->unregister_thread(vm->rcu->ctx);
+}
+
+void memslot_read_lock(struct memslot_vm *vm)
+{
+	vm->rcu->read_lock(vm->rcu->ctx);
+}
+
+void memslot_read_unlock(struct memslot_vm *vm)
+{
+	vm->rcu->read_unlock(vm->rcu->ctx);
+}
+
+uint64_t memslot_generation(struct memslot_vm *vm, unsigned int as_id)
+{
+	if (!vm || as_id >= vm->nr_as)
+		return 0;
+	return atomic_load_explicit(&vm_active(vm, as_id)->generation,
+				    memory_order_relaxed);
+}
+
+void vm_swap(struct memslot_vm *vm, unsigned int as_id)
+{
+	struct memslot_as *as = &vm->as[as_id];
+	struct memslot_set *next = vm_inactive(vm, as_id);
+	struct memslot_set *prev =
+		atomic_load_explicit(&as->active, memory_order_relaxed);
+	uint64_t gen = atomic_load_explicit(&prev->generation,
+					    memory_order_relaxed);
+
+	/* While the swap is in flight the generation carries bit 63, so a
+	 * cache filled now can never match the final number. */
+	atomic_store_explicit(&next->generation, gen | SET_GEN_IN_PROGRESS,
+			      memory_order_relaxed);
+	atomic_store_explicit(&as->active, next, memory_order_release);
+	vm->rcu->synchronize(vm->rcu->ctx);
+	/* Address space i only uses generations congruent to i mod nr_as,
+	 * so generations are unique across address spaces. */
+	atomic_store_explicit(&next->generation, gen + vm->nr_as,
+			      memory_order_release);
+	/* The old active set reports the same number until it is reused, so
+	 * a reader that still holds it cannot tell the difference. */
+}
+
+int memslot_vm_stats(struct memslot_vm *vm, unsigned int as_id,
+		     struct memslot_stats *stats)
+{
+	struct memslot_as *as;
+
+	if (!vm || !stats || as_id >= vm->nr_as)
+		return -EINVAL;
+	pthread_mutex_lock(&vm->writer);
+	as = &vm->as[as_id];
+	stats->used_ids = as->used_ids;
+	stats->free_user_ids = vm->cfg.user_slots - as->used_user_ids;
+	stats->total_pages = as->total_pages;
+	stats->bytes = vm->alloc.bytes;
+	pthread_mutex_unlock(&vm->writer);
+	return 0;
+}
+
+int memslot_lowest_free_id(struct memslot_vm *vm, unsigned int as_id,
+			   uint32_t *id)
+{
+	uint64_t v;
+	int r;
+
+	if (!vm || !id || as_id >= vm->nr_as)
+		return -EINVAL;
+	pthread_mutex_lock(&vm->writer);
+	r = idmap_lowest_free(&vm->as[as_id].ids, &v);
+	pthread_mutex_unlock(&vm->writer);
+	if (!r)
+		*id = (uint32_t)v;
+	return r;
+}

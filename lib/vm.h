@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/* Private: the VM object and its address spaces. */
+#ifndef MEMSLOT_LIB_VM_H
+#define MEMSLOT_LIB_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <memslot/memslot.h>
+
+#include "alloc.h"
+#include "bptree.h"
+#include "idmap.h"
+#include "set.h"
+
+/* Spare index nodes kept between changes, so small changes rarely allocate. */
+#define POOL_KEEP 32
+
+/*
+ * One address space.  @active is what readers use; the other element of
+ * @sets is the writer's.  Counters and @ids are writer-only.
+ */
+struct memslot_as {
+	struct memslot_set *_Atomic active;
+	struct memslot_set sets[2];
+	struct idmap ids;
+	uint64_t used_ids;
+	uint64_t used_user_ids;
+	uint64_t total_pages;
+};
+
+struct memslot_vm {
+	/* Read by every lookup: keep together at the start. */
+	unsigned int nr_as;
+	unsigned int page_shift;
+	struct memslot_as *as;
+	const struct memslot_rcu_ops *rcu;
+	/* Writer side. */
+	pthread_mutex_t writer;
+	struct memslot_config cfg;
+	const struct memslot_callbacks *cb;
+	struct mem_alloc alloc;
+	struct bpt_pool pool;
+};
+
+/* The active set of @as_id, which the caller has bounds-checked. */
+static inline struct memslot_set *vm_active(const struct memslot_vm *vm,
+					    unsigned int as_id)
+{
+	as_id = (unsigned int)memslot_array_index_nospec(as_id, vm->nr_as);
+	return atomic_load_explicit(&vm->as[as_id].active,
+				    memory_order_acquire);
+}
+
+/* The writer's set of @as_id.  Context: writer lock held. */
+static inline struct memslot_set *vm_inactive(struct memslot_vm *vm,
+					      unsigned int as_id)
+{
+	struct memslot_as *as = &vm->as[as_id];
+	struct memslot_set *active =
+		atomic_load_explicit(&as->active, memory_order_relaxed);
+
+	return active == &as->sets[0] ? &as->sets[1] : &as->sets[0];
+}
+
+/*
+ * Publish the inactive set of @as_id and wait for readers of the old one,
+ * numbering generations as KVM does.  Context: writer lock held.
+ */
+void vm_swap(struct memslot_vm *vm, unsigned int as_id);
+
+/* Check a config; return 0 or -EINVAL. */
+int config_check(const struct memslot_config *cfg);
+
+/* Slot changes: region.c. */
+int vm_set_regions(struct memslot_vm *vm, const struct memslot_region *r,
+		   size_t n, bool internal, size_t *failed,
+		   enum memslot_rule *rule);
+
+#endif
