@@ -575,6 +575,44 @@ static void account(struct batch *b)
 	}
 }
 
+static int kind_rank(enum memslot_change kind)
+{
+	switch (kind) {
+	case MEMSLOT_CHANGE_DELETE:
+		return 0;
+	case MEMSLOT_CHANGE_FLAGS_ONLY:
+		return 1;
+	case MEMSLOT_CHANGE_MOVE:
+		return 2;
+	default:
+		return 3;
+	}
+}
+
+/* Fill the caller's change list, in the order KVM ioctls can replay. */
+static void report(struct batch *b, struct memslot_txn_result *res)
+{
+	size_t k = 0;
+
+	res->nchanges = b->nch;
+	for (int rank = 0; rank < 4; rank++) {
+		for (size_t i = 0; i < b->nch && k < res->max_changes; i++) {
+			const struct change *c = &b->ch[i];
+			struct memslot_change_info *info = &res->changes[k];
+
+			if (kind_rank(c->kind) != rank)
+				continue;
+			memset(info, 0, sizeof(*info));
+			info->change = c->kind;
+			if (c->old)
+				memslot_slot_region(b->vm, c->old, &info->old_region);
+			if (c->cur)
+				memslot_slot_region(b->vm, c->cur, &info->new_region);
+			k++;
+		}
+	}
+}
+
 /* Old objects are unreachable now: both swaps and replays are done. */
 static void release_old(struct batch *b)
 {
@@ -601,8 +639,10 @@ static int prepare_all(struct batch *b, size_t *failed,
 }
 
 /* Stage 3, as kvm_set_memslot().  Return: 0 or the prepare error. */
-static int apply(struct batch *b, size_t *failed, enum memslot_rule *rule)
+static int apply(struct batch *b, struct memslot_txn_result *res)
 {
+	size_t *failed = &res->failed;
+	enum memslot_rule *rule = &res->rule;
 	int r;
 
 	if (b->any_invalid) {
@@ -620,6 +660,7 @@ static int apply(struct batch *b, size_t *failed, enum memslot_rule *rule)
 	swap_with(b, edit_final);
 	commit_all(b);
 	account(b);
+	report(b, res);
 	release_old(b);
 	return 0;
 }
@@ -670,32 +711,38 @@ static int validate_all(struct batch *b, const struct memslot_region *r,
 }
 
 int vm_set_regions(struct memslot_vm *vm, const struct memslot_region *r,
-		   size_t n, bool internal, size_t *failed,
-		   enum memslot_rule *rule)
+		   size_t n, bool internal, struct memslot_txn_result *res)
 {
 	struct change one;
 	struct batch b;
 	int err;
 
-	*failed = 0;
-	*rule = MEMSLOT_RULE_OK;
+	res->failed = 0;
+	res->rule = MEMSLOT_RULE_OK;
+	res->nchanges = 0;
+	if (vm_in_read_section()) {
+		res->rule = MEMSLOT_RULE_BUSY;
+		return -EBUSY;
+	}
 	pthread_mutex_lock(&vm->writer);
 	err = batch_begin(&b, vm, n, internal, &one);
 	if (err)
-		*rule = MEMSLOT_RULE_NOMEM;
+		res->rule = MEMSLOT_RULE_NOMEM;
 	if (!err)
-		err = validate_all(&b, r, n, failed, rule);
+		err = validate_all(&b, r, n, &res->failed, &res->rule);
 	if (!err) {
 		b.used_user_ids = vm->as[b.as_id].used_user_ids;
 		settle(&b);
 		err = reserve(&b);
 		if (err) {
-			*rule = MEMSLOT_RULE_NOMEM;
-			*failed = n;
+			res->rule = MEMSLOT_RULE_NOMEM;
+			res->failed = n;
 		}
 	}
 	if (!err && b.nch)
-		err = apply(&b, failed, rule);
+		err = apply(&b, res);
+	if (!err && n > 1)
+		res->rule = MEMSLOT_RULE_OK;
 	if (b.ch)
 		batch_end(&b, n);
 	pthread_mutex_unlock(&vm->writer);
@@ -706,16 +753,15 @@ static int set_region_common(struct memslot_vm *vm,
 			     const struct memslot_region *region,
 			     bool internal, enum memslot_rule *rule)
 {
-	enum memslot_rule dummy;
-	size_t failed;
+	struct memslot_txn_result res = { 0 };
+	int r;
 
-	if (!rule)
-		rule = &dummy;
-	if (!vm || !region) {
-		*rule = MEMSLOT_RULE_COUNT;
+	if (!vm || !region)
 		return -EINVAL;
-	}
-	return vm_set_regions(vm, region, 1, internal, &failed, rule);
+	r = vm_set_regions(vm, region, 1, internal, &res);
+	if (rule)
+		*rule = res.rule;
+	return r;
 }
 
 int memslot_set_region(struct memslot_vm *vm,
@@ -730,4 +776,24 @@ int memslot_set_internal_region(struct memslot_vm *vm,
 				enum memslot_rule *rule)
 {
 	return set_region_common(vm, region, true, rule);
+}
+
+int memslot_set_regions(struct memslot_vm *vm,
+			const struct memslot_region *regions, size_t n,
+			struct memslot_txn_result *res)
+{
+	struct memslot_txn_result local = { 0 };
+
+	if (!res)
+		res = &local;
+	if (!vm || (!regions && n)) {
+		res->rule = MEMSLOT_RULE_COUNT;
+		return -EINVAL;
+	}
+	if (!n) {
+		res->rule = MEMSLOT_RULE_OK;
+		res->nchanges = 0;
+		return 0;
+	}
+	return vm_set_regions(vm, regions, n, false, res);
 }

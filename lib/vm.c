@@ -98,14 +98,37 @@ void memslot_thread_unregister(struct memslot_vm *vm)
 		vm->rcu->unregister_thread(vm->rcu->ctx);
 }
 
+#ifndef NDEBUG
+/*
+ * Read sections this thread is in, over every VM: the grace-period domains
+ * of liburcu and of the counter backend are process-wide, so a writer
+ * waiting inside any read section would wait for itself forever.
+ */
+static _Thread_local unsigned int read_depth;
+
+bool vm_in_read_section(void)
+{
+	return read_depth != 0;
+}
+#define READ_DEPTH_ADD(n) (read_depth += (n))
+#else
+bool vm_in_read_section(void)
+{
+	return false;
+}
+#define READ_DEPTH_ADD(n) ((void)0)
+#endif
+
 void memslot_read_lock(struct memslot_vm *vm)
 {
+	READ_DEPTH_ADD(1);
 	vm->rcu->read_lock(vm->rcu->ctx);
 }
 
 void memslot_read_unlock(struct memslot_vm *vm)
 {
 	vm->rcu->read_unlock(vm->rcu->ctx);
+	READ_DEPTH_ADD(-1);
 }
 
 uint64_t memslot_generation(struct memslot_vm *vm, unsigned int as_id)

@@ -70,12 +70,15 @@ static inline struct memslot_set *vm_inactive(struct memslot_vm *vm,
  */
 void vm_swap(struct memslot_vm *vm, unsigned int as_id);
 
+/* Whether this thread is inside a read section (debug builds; always
+ * false when NDEBUG is defined). */
+bool vm_in_read_section(void);
+
 /* Check a config; return 0 or -EINVAL. */
 int config_check(const struct memslot_config *cfg);
 
 /* Slot changes: region.c. */
 int vm_set_regions(struct memslot_vm *vm, const struct memslot_region *r,
-		   size_t n, bool internal, size_t *failed,
-		   enum memslot_rule *rule);
+		   size_t n, bool internal, struct memslot_txn_result *res);
 
 #endif

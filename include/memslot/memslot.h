@@ -243,6 +243,64 @@ int memslot_set_internal_region(struct memslot_vm *vm,
 				enum memslot_rule *rule);
 
 /**
+ * struct memslot_change_info - one net change a transaction made
+ * @change: what happened to the slot
+ * @old_region: the slot before (DELETE, MOVE, FLAGS_ONLY)
+ * @new_region: the slot after (CREATE, MOVE, FLAGS_ONLY)
+ */
+struct memslot_change_info {
+	enum memslot_change change;
+	struct memslot_region old_region;
+	struct memslot_region new_region;
+};
+
+/**
+ * struct memslot_txn_result - what memslot_set_regions() did
+ * @failed: on failure, the index of the request that failed, or the request
+ *	count when the failure belongs to the whole batch (out of memory)
+ * @rule: the rule that decided (MEMSLOT_RULE_OK on success)
+ * @changes: caller's array for the net changes, or NULL
+ * @max_changes: entries in @changes
+ * @nchanges: receives the number of net changes (may exceed @max_changes;
+ *	only the first @max_changes are stored)
+ */
+struct memslot_txn_result {
+	size_t failed;
+	enum memslot_rule rule;
+	struct memslot_change_info *changes;
+	size_t max_changes;
+	size_t nchanges;
+};
+
+/**
+ * memslot_set_regions() - apply several requests atomically
+ * @vm: the VM
+ * @regions: the requests, applied in order; each is validated as
+ *	memslot_set_region() would against the layout the earlier ones leave
+ * @n: number of requests (0 does nothing)
+ * @res: if not NULL, receives the outcome and the change list
+ *
+ * Readers see the whole old layout or the whole new one, never a state in
+ * between (split a slot, merge two, resize, move a group).  All requests
+ * must name one address space.  Requests on the same id collapse into one
+ * net change.  When any request deletes or moves a slot, the batch takes
+ * two swaps, as a single DELETE does: first every such slot is published
+ * as an INVALID copy (and flushed), then the final layout; otherwise one
+ * swap.  All-or-nothing: if a request fails, nothing changes (a prepare
+ * failure after the INVALID swap still advances the generation).
+ * The change list is ordered DELETE, FLAGS_ONLY, MOVE, CREATE: the order a
+ * VMM replaying it through KVM ioctls needs (it must break cycles of moves
+ * itself).
+ *
+ * Context: as memslot_set_region().
+ * Return: as memslot_set_region(); -EINVAL if a request names another
+ * address space than the first (rule MEMSLOT_RULE_AS_ID).
+ */
+int memslot_set_regions(struct memslot_vm *vm,
+			const struct memslot_region *regions, size_t n,
+			struct memslot_txn_result *res);
+
+/**
  * memslot_strerror() - a message for an error this library returns
  * @err: a negative errno returned by a libmemslot function
  *
