@@ -61,7 +61,12 @@ struct bpt {
 	struct bpt_node *root;
 	unsigned int depth;
 	size_t count;
+	size_t nodes;
 	uint64_t (*end)(const void *val);
+	/* Orders entries with equal keys; NULL orders them by address.  A
+	 * tie that survives bpt_replace() (the hva index uses the slot id)
+	 * makes a replacement an in-place store. */
+	uint64_t (*tie)(const void *val);
 };
 
 /* Spare nodes, so that tree changes cannot fail. Writer side only. */
@@ -73,6 +78,7 @@ struct bpt_pool {
 	size_t ninners;
 };
 
+/* An empty tree; @t->tie may be set before the first insert. */
 void bpt_init(struct bpt *t, uint64_t (*end)(const void *val));
 /* Give every node of @t to @pool, leaving @t empty. */
 void bpt_clear(struct bpt *t, struct bpt_pool *pool);
@@ -89,7 +95,8 @@ size_t bpt_insert_inners(const struct bpt *t);
 
 /*
  * Add to *@leaves and *@inners an upper bound of the nodes @k inserts into
- * @t may take (in any order, mixed with removals).
+ * @t may take, in any order, possibly after removals (not mixed with them:
+ * a removal between inserts may merge nodes that then split again).
  */
 void bpt_nodes_for_inserts(const struct bpt *t, size_t k, size_t *leaves,
 			   size_t *inners);

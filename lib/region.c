@@ -34,10 +34,17 @@ struct req {
 	void *user_data;
 };
 
+/*
+ * A net change that is none of KVM's kinds: requests on one id that delete
+ * and create it again with another size, hva or READONLY bit.  It is
+ * carried out, hooked and reported as a DELETE followed by a CREATE.
+ */
+#define CHANGE_RECREATE (MEMSLOT_CHANGE_FLAGS_ONLY + 1)
+
 /* The net effect of the requests on one id. */
 struct change {
 	uint32_t id;
-	enum memslot_change kind;
+	int kind;			/* enum memslot_change or RECREATE */
 	size_t op;			/* last request that touched the id */
 	struct memslot_slot *old;	/* in both sets now, or NULL */
 	struct memslot_slot *cur;	/* wanted state; == old if unchanged */
@@ -268,6 +275,10 @@ static int stage(struct batch *b, size_t op, const struct req *q,
 			return -ENOMEM;
 		}
 	}
+	/* Count before c->cur may be freed below: a delete after a staged
+	 * move or flags change would otherwise read a freed object. */
+	b->total_pages += kind == MEMSLOT_CHANGE_CREATE ? q->npages : 0;
+	b->total_pages -= kind == MEMSLOT_CHANGE_DELETE ? c->cur->npages : 0;
 	if (c->cur && c->cur != c->old) {
 		if (b->overlay)
 			bpt_remove(&b->ranges, &b->tmp, c->cur->base_gfn, c->cur);
@@ -275,8 +286,6 @@ static int stage(struct batch *b, size_t op, const struct req *q,
 	}
 	if (s && b->overlay)
 		bpt_insert(&b->ranges, &b->tmp, s->base_gfn, s);
-	b->total_pages += kind == MEMSLOT_CHANGE_CREATE ? q->npages : 0;
-	b->total_pages -= kind == MEMSLOT_CHANGE_DELETE ? c->cur->npages : 0;
 	c->cur = s;
 	c->op = op;
 	return 0;
@@ -319,6 +328,13 @@ static int validate_one(struct batch *b, size_t op,
 		b->total_pages = b->vm->as[q.as_id].total_pages;
 	}
 	*rule = check_layout(b, &q, current_slot(b, q.id), &kind);
+	/* A batch checks rule 14 here, in request order, so that the first
+	 * failing request is the one reported and a failed batch changes
+	 * nothing; a single MOVE checks it after its INVALID swap, as KVM. */
+	if (*rule == MEMSLOT_RULE_OK && b->overlay &&
+	    (kind == MEMSLOT_CHANGE_CREATE || kind == MEMSLOT_CHANGE_MOVE) &&
+	    q.base_gfn + q.npages - 1 > cfg->max_gfn)
+		*rule = MEMSLOT_RULE_MAX_GFN;
 	if (*rule != MEMSLOT_RULE_OK)
 		return rule_errno(*rule);
 	if (stage(b, op, &q, kind)) {
@@ -328,17 +344,42 @@ static int validate_one(struct batch *b, size_t op,
 	return 0;
 }
 
-static enum memslot_change net_kind(const struct change *c)
+static int net_kind(const struct change *c)
 {
-	if (!c->old)
-		return c->cur ? MEMSLOT_CHANGE_CREATE : MEMSLOT_CHANGE_NONE;
-	if (!c->cur)
+	const struct memslot_slot *o = c->old, *n = c->cur;
+
+	if (!o)
+		return n ? MEMSLOT_CHANGE_CREATE : MEMSLOT_CHANGE_NONE;
+	if (!n)
 		return MEMSLOT_CHANGE_DELETE;
-	if (c->cur->base_gfn != c->old->base_gfn)
+	if (n->hva != o->hva || n->npages != o->npages ||
+	    n->user_data != o->user_data ||
+	    ((n->flags ^ o->flags) & MEMSLOT_MEM_READONLY))
+		return CHANGE_RECREATE;
+	if (n->base_gfn != o->base_gfn)
 		return MEMSLOT_CHANGE_MOVE;
-	if (c->cur->flags != c->old->flags)
+	if (n->flags != o->flags)
 		return MEMSLOT_CHANGE_FLAGS_ONLY;
 	return MEMSLOT_CHANGE_NONE;
+}
+
+/* DELETE, MOVE and RECREATE go through an INVALID copy first. */
+static bool needs_invalid(int kind)
+{
+	return kind == MEMSLOT_CHANGE_DELETE || kind == MEMSLOT_CHANGE_MOVE ||
+	       kind == CHANGE_RECREATE;
+}
+
+/* The new object enters the gfn (and, if new to the set, hva) index. */
+static bool enters_gfn(int kind)
+{
+	return kind == MEMSLOT_CHANGE_CREATE || kind == MEMSLOT_CHANGE_MOVE ||
+	       kind == CHANGE_RECREATE;
+}
+
+static bool enters_hva(int kind)
+{
+	return kind == MEMSLOT_CHANGE_CREATE || kind == CHANGE_RECREATE;
 }
 
 /* Collapse the change records to the ids that really change. */
@@ -392,8 +433,7 @@ static int alloc_invalid(struct batch *b)
 	for (size_t i = 0; i < b->nch; i++) {
 		struct change *c = &b->ch[i];
 
-		if (c->kind != MEMSLOT_CHANGE_DELETE &&
-		    c->kind != MEMSLOT_CHANGE_MOVE)
+		if (!needs_invalid(c->kind))
 			continue;
 		c->invalid = mem_malloc(&b->vm->alloc, sizeof(*c->invalid));
 		if (!c->invalid)
@@ -405,20 +445,19 @@ static int alloc_invalid(struct batch *b)
 	return 0;
 }
 
-/* Index nodes that the edits of one set need (each set is edited once). */
+/*
+ * Index nodes that the edits of one set need.  Only the final edit takes
+ * nodes (INVALID copies and flag changes are replaced in place), and it
+ * removes before it inserts, as bpt_nodes_for_inserts() requires.
+ */
 static void count_nodes(const struct batch *b, const struct memslot_set *set,
 			size_t *leaves, size_t *inners)
 {
 	size_t gfn_inserts = 0, hva_inserts = 0;
 
 	for (size_t i = 0; i < b->nch; i++) {
-		const struct change *c = &b->ch[i];
-
-		gfn_inserts += c->kind == MEMSLOT_CHANGE_CREATE ||
-			       c->kind == MEMSLOT_CHANGE_MOVE;
-		/* the final object; an INVALID copy goes in and, on a
-		 * revert, the original goes back in */
-		hva_inserts += (c->cur ? 1 : 0) + (c->invalid ? 2 : 0);
+		gfn_inserts += enters_gfn(b->ch[i].kind);
+		hva_inserts += enters_hva(b->ch[i].kind);
 	}
 	bpt_nodes_for_inserts(&set->gfn, gfn_inserts, leaves, inners);
 	bpt_nodes_for_inserts(&set->hva, hva_inserts, leaves, inners);
@@ -480,27 +519,35 @@ static void edit_revert(struct batch *b, struct memslot_set *set)
 	}
 }
 
-/*
- * Removals first, then insertions: the final layout has no overlap, so the
- * gfn index never holds two slots at one base gfn, even when slots trade
- * places.
- */
-static void edit_final(struct batch *b, struct memslot_set *set)
+/* Take out what the final layout drops from the gfn index. */
+static void final_removals(struct batch *b, struct memslot_set *set)
 {
 	for (size_t i = 0; i < b->nch; i++) {
 		struct change *c = &b->ch[i];
 
-		if (held(c) && (!c->cur || c->cur->base_gfn != held(c)->base_gfn))
+		if (c->kind == MEMSLOT_CHANGE_DELETE || c->kind == CHANGE_RECREATE)
 			set_remove(set, &b->vm->pool, held(c), c->cur);
+		else if (c->kind == MEMSLOT_CHANGE_MOVE)
+			set_move_out(set, &b->vm->pool, held(c));
 	}
+}
+
+/*
+ * Removals first, then insertions: the final layout has no overlap, so the
+ * gfn index never holds two slots at one base gfn, and the node bound of
+ * bpt_nodes_for_inserts() holds.
+ */
+static void edit_final(struct batch *b, struct memslot_set *set)
+{
+	final_removals(b, set);
 	for (size_t i = 0; i < b->nch; i++) {
 		struct change *c = &b->ch[i];
 
-		if (!c->cur)
-			continue;
-		if (held(c) && c->cur->base_gfn == held(c)->base_gfn)
+		if (c->kind == MEMSLOT_CHANGE_FLAGS_ONLY)
 			set_replace(set, &b->vm->pool, held(c), c->cur);
-		else
+		else if (c->kind == MEMSLOT_CHANGE_MOVE)
+			set_move_in(set, &b->vm->pool, held(c), c->cur);
+		else if (c->kind != MEMSLOT_CHANGE_DELETE)
 			set_insert(set, &b->vm->pool, c->cur);
 	}
 }
@@ -524,6 +571,21 @@ static void flush_all(struct batch *b)
 	}
 }
 
+static int call_prepare(const struct memslot_callbacks *cb,
+			const struct memslot_slot *old,
+			const struct memslot_slot *cur, enum memslot_change kind,
+			enum memslot_rule *rule)
+{
+	int r;
+
+	if (!cb || !cb->prepare)
+		return 0;
+	r = cb->prepare(cb->ctx, old, cur, kind);
+	if (r)
+		*rule = MEMSLOT_RULE_PREPARE;
+	return r > 0 ? -r : r;
+}
+
 /* The library's own arch check (rule 14), then the consumer's hook. */
 static int prepare_one(struct batch *b, const struct change *c,
 		       enum memslot_rule *rule)
@@ -531,25 +593,30 @@ static int prepare_one(struct batch *b, const struct change *c,
 	const struct memslot_callbacks *cb = b->vm->cb;
 	int r;
 
-	if ((c->kind == MEMSLOT_CHANGE_CREATE || c->kind == MEMSLOT_CHANGE_MOVE) &&
-	    slot_end_gfn(c->cur) - 1 > b->vm->cfg.max_gfn) {
+	if (enters_gfn(c->kind) && slot_end_gfn(c->cur) - 1 > b->vm->cfg.max_gfn) {
 		*rule = MEMSLOT_RULE_MAX_GFN;
 		return -EINVAL;
 	}
-	if (!cb || !cb->prepare)
-		return 0;
-	r = cb->prepare(cb->ctx, c->old, c->cur, c->kind);
-	if (r)
-		*rule = MEMSLOT_RULE_PREPARE;
-	return r > 0 ? -r : r;
+	if (c->kind != CHANGE_RECREATE)
+		return call_prepare(cb, c->old, c->cur, c->kind, rule);
+	r = call_prepare(cb, c->old, NULL, MEMSLOT_CHANGE_DELETE, rule);
+	return r ? r : call_prepare(cb, NULL, c->cur, MEMSLOT_CHANGE_CREATE, rule);
 }
 
 static void commit_all(struct batch *b)
 {
 	const struct memslot_callbacks *cb = b->vm->cb;
 
-	for (size_t i = 0; cb && cb->commit && i < b->nch; i++)
-		cb->commit(cb->ctx, b->ch[i].old, b->ch[i].cur, b->ch[i].kind);
+	for (size_t i = 0; cb && cb->commit && i < b->nch; i++) {
+		const struct change *c = &b->ch[i];
+
+		if (c->kind != CHANGE_RECREATE) {
+			cb->commit(cb->ctx, c->old, c->cur, c->kind);
+			continue;
+		}
+		cb->commit(cb->ctx, c->old, NULL, MEMSLOT_CHANGE_DELETE);
+		cb->commit(cb->ctx, NULL, c->cur, MEMSLOT_CHANGE_CREATE);
+	}
 }
 
 /* Counters and the id map follow the published layout. */
@@ -575,7 +642,7 @@ static void account(struct batch *b)
 	}
 }
 
-static int kind_rank(enum memslot_change kind)
+static int kind_rank(int kind)
 {
 	switch (kind) {
 	case MEMSLOT_CHANGE_DELETE:
@@ -589,28 +656,49 @@ static int kind_rank(enum memslot_change kind)
 	}
 }
 
+static void report_one(const struct batch *b, struct memslot_change_info *info,
+		       enum memslot_change kind, const struct memslot_slot *old,
+		       const struct memslot_slot *cur)
+{
+	memset(info, 0, sizeof(*info));
+	info->change = kind;
+	if (old)
+		memslot_slot_region(b->vm, old, &info->old_region);
+	if (cur)
+		memslot_slot_region(b->vm, cur, &info->new_region);
+}
+
+/* The changes of @rank, as the caller sees them: a RECREATE is a DELETE
+ * (rank 0) and a CREATE (rank 3). */
+static size_t report_rank(const struct batch *b, struct memslot_txn_result *res,
+			  int rank, size_t k)
+{
+	for (size_t i = 0; i < b->nch; i++) {
+		const struct change *c = &b->ch[i];
+		bool re = c->kind == CHANGE_RECREATE;
+
+		if (re && rank == 0 && k < res->max_changes)
+			report_one(b, &res->changes[k++], MEMSLOT_CHANGE_DELETE,
+				   c->old, NULL);
+		else if (re && rank == 3 && k < res->max_changes)
+			report_one(b, &res->changes[k++], MEMSLOT_CHANGE_CREATE,
+				   NULL, c->cur);
+		else if (!re && kind_rank(c->kind) == rank && k < res->max_changes)
+			report_one(b, &res->changes[k++], c->kind, c->old, c->cur);
+	}
+	return k;
+}
+
 /* Fill the caller's change list, in the order KVM ioctls can replay. */
-static void report(struct batch *b, struct memslot_txn_result *res)
+static void report(const struct batch *b, struct memslot_txn_result *res)
 {
 	size_t k = 0;
 
-	res->nchanges = b->nch;
-	for (int rank = 0; rank < 4; rank++) {
-		for (size_t i = 0; i < b->nch && k < res->max_changes; i++) {
-			const struct change *c = &b->ch[i];
-			struct memslot_change_info *info = &res->changes[k];
-
-			if (kind_rank(c->kind) != rank)
-				continue;
-			memset(info, 0, sizeof(*info));
-			info->change = c->kind;
-			if (c->old)
-				memslot_slot_region(b->vm, c->old, &info->old_region);
-			if (c->cur)
-				memslot_slot_region(b->vm, c->cur, &info->new_region);
-			k++;
-		}
-	}
+	res->nchanges = 0;
+	for (size_t i = 0; i < b->nch; i++)
+		res->nchanges += b->ch[i].kind == CHANGE_RECREATE ? 2 : 1;
+	for (int rank = 0; rank < 4; rank++)
+		k = report_rank(b, res, rank, k);
 }
 
 /* Old objects are unreachable now: both swaps and replays are done. */

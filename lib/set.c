@@ -10,6 +10,13 @@ static uint64_t hva_end_of(const void *val)
 	return slot_hva_end(val);
 }
 
+/* Aliases (equal hva) are ordered by id, which a replacement keeps, so
+ * replacing a slot by its next state is an in-place store there. */
+static uint64_t id_of(const void *val)
+{
+	return ((const struct memslot_slot *)val)->id;
+}
+
 int set_init(struct memslot_set *s, unsigned int idx, unsigned int as_id,
 	     struct mem_alloc *alloc)
 {
@@ -17,6 +24,7 @@ int set_init(struct memslot_set *s, unsigned int idx, unsigned int as_id,
 	atomic_init(&s->last_used, NULL);
 	bpt_init(&s->gfn, NULL);
 	bpt_init(&s->hva, hva_end_of);
+	s->hva.tie = id_of;
 	s->idx = idx;
 	s->as_id = as_id;
 	return idt_init(&s->ids, idx, alloc);
@@ -54,20 +62,34 @@ void set_remove(struct memslot_set *s, struct bpt_pool *pool,
 	retarget(s, old, successor);
 }
 
-/*
- * The gfn index swaps the value in place (the key is unique there).  The
- * hva index orders aliases by slot address, so the new object goes through
- * remove + insert there even though its hva is unchanged.
- */
-void set_replace(struct memslot_set *s, struct bpt_pool *pool,
-		 struct memslot_slot *old, struct memslot_slot *new_slot)
+static void replace_rest(struct memslot_set *s, struct memslot_slot *old,
+			 struct memslot_slot *new_slot)
 {
-	bpt_replace(&s->gfn, old->base_gfn, old, new_slot);
-	bpt_remove(&s->hva, pool, old->hva, old);
-	bpt_insert(&s->hva, pool, new_slot->hva, new_slot);
+	bpt_replace(&s->hva, old->hva, old, new_slot);
 	idt_del(&s->ids, old);
 	idt_add(&s->ids, new_slot);
 	retarget(s, old, new_slot);
+}
+
+void set_replace(struct memslot_set *s, struct bpt_pool *pool,
+		 struct memslot_slot *old, struct memslot_slot *new_slot)
+{
+	(void)pool;
+	bpt_replace(&s->gfn, old->base_gfn, old, new_slot);
+	replace_rest(s, old, new_slot);
+}
+
+void set_move_out(struct memslot_set *s, struct bpt_pool *pool,
+		  struct memslot_slot *old)
+{
+	bpt_remove(&s->gfn, pool, old->base_gfn, old);
+}
+
+void set_move_in(struct memslot_set *s, struct bpt_pool *pool,
+		 struct memslot_slot *old, struct memslot_slot *new_slot)
+{
+	bpt_insert(&s->gfn, pool, new_slot->base_gfn, new_slot);
+	replace_rest(s, old, new_slot);
 }
 
 struct memslot_slot *set_search_approx(const struct memslot_set *s,
@@ -92,14 +114,3 @@ bool set_overlaps(const struct memslot_set *s, uint32_t id, uint64_t start,
 	return false;
 }
 
-/* TEMPORARY until bptree.c provides it: per-insert worst case. */
-void bpt_nodes_for_inserts(const struct bpt *t, size_t k, size_t *leaves,
-			   size_t *inners)
-{
-	size_t grow = 0;
-
-	for (size_t v = k; v; v >>= 1)
-		grow++;
-	*leaves += k;
-	*inners += k * (bpt_insert_inners(t) + 1 + grow);
-}

@@ -46,8 +46,19 @@ void set_insert(struct memslot_set *s, struct bpt_pool *pool,
 /* Remove @old; the cache moves to @successor (may be NULL). */
 void set_remove(struct memslot_set *s, struct bpt_pool *pool,
 		struct memslot_slot *old, struct memslot_slot *successor);
-/* Replace @old by @new_slot, which has the same id and base gfn. */
+/* Replace @old by @new_slot: same id, hva and base gfn (an INVALID copy,
+ * a flags change).  In place in every index: takes no nodes. */
 void set_replace(struct memslot_set *s, struct bpt_pool *pool,
+		 struct memslot_slot *old, struct memslot_slot *new_slot);
+/*
+ * A move in two steps, so that a batch can remove from the gfn index
+ * before it inserts (see bpt_nodes_for_inserts): take @old out of the gfn
+ * index, later put @new_slot (same id and hva) in and replace @old by it
+ * everywhere else.
+ */
+void set_move_out(struct memslot_set *s, struct bpt_pool *pool,
+		  struct memslot_slot *old);
+void set_move_in(struct memslot_set *s, struct bpt_pool *pool,
 		 struct memslot_slot *old, struct memslot_slot *new_slot);
 
 /* The slot containing @gfn, without the cache; NULL if none. */

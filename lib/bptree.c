@@ -1,0 +1,970 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The B+tree behind the gfn and hva indexes; the contract is in bptree.h.
+ *
+ * Writers keep a path (a struct bpt_iter whose nodes they own) from the root
+ * to a leaf cell.  After a change they rewrite, bottom up, each ancestor's
+ * cell for the child on the path: its key (the child's first key) and, in an
+ * augmented tree, its max_end.  That one rule keeps separators and max ends
+ * right whatever the change was.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+
+#include "bptree.h"
+
+/* One cell of a node, carried while cells move between nodes. */
+struct bpt_cell {
+	uint64_t key;
+	void *val;
+	uint64_t max_end;	/* inner cells only */
+};
+
+static const struct bpt_cell pad_cell = { BPT_KEY_NONE, NULL, 0 };
+
+static struct bpt_inner *inner_of(struct bpt_node *nd)
+{
+	return (struct bpt_inner *)nd;
+}
+
+static const struct bpt_inner *cinner_of(const struct bpt_node *nd)
+{
+	return (const struct bpt_inner *)nd;
+}
+
+/* Writer paths reuse struct bpt_iter; the nodes on them are the writer's. */
+static struct bpt_node *path_node(const struct bpt_iter *p, int level)
+{
+	return (struct bpt_node *)p->node[level];
+}
+
+static size_t node_size(bool leaf)
+{
+	return leaf ? sizeof(struct bpt_node) : sizeof(struct bpt_inner);
+}
+
+static uint64_t tie_of(const struct bpt *t, const void *v)
+{
+	return t->tie ? t->tie(v) : (uint64_t)(uintptr_t)v;
+}
+
+/* (k1, v1) < (k2, v2): keys first, then the tie order of the values. */
+static bool pair_lt(const struct bpt *t, uint64_t k1, const void *v1,
+		    uint64_t k2, const void *v2)
+{
+	return k1 < k2 || (k1 == k2 && tie_of(t, v1) < tie_of(t, v2));
+}
+
+/* ---- cells ---------------------------------------------------------- */
+
+static void cell_get(const struct bpt_node *nd, unsigned int i,
+		     struct bpt_cell *c)
+{
+	c->key = nd->keys[i];
+	c->val = nd->vals[i];
+	c->max_end = nd->leaf ? 0 : cinner_of(nd)->max_end[i];
+}
+
+static void cell_set(struct bpt_node *nd, unsigned int i,
+		     const struct bpt_cell *c)
+{
+	nd->keys[i] = c->key;
+	nd->vals[i] = c->val;
+	if (!nd->leaf)
+		inner_of(nd)->max_end[i] = c->max_end;
+}
+
+/* Make @nd hold exactly the @cnt cells @c, padded. */
+static void node_load(struct bpt_node *nd, const struct bpt_cell *c,
+		      unsigned int cnt)
+{
+	unsigned int j;
+
+	for (j = 0; j < BPT_FANOUT; j++)
+		cell_set(nd, j, j < cnt ? &c[j] : &pad_cell);
+	nd->n = (uint8_t)cnt;
+}
+
+static void cell_insert(struct bpt_node *nd, unsigned int q,
+			const struct bpt_cell *c)
+{
+	struct bpt_cell tmp;
+	unsigned int j;
+
+	for (j = nd->n; j > q; j--) {
+		cell_get(nd, j - 1, &tmp);
+		cell_set(nd, j, &tmp);
+	}
+	cell_set(nd, q, c);
+	nd->n++;
+}
+
+static void cell_remove(struct bpt_node *nd, unsigned int q)
+{
+	struct bpt_cell tmp;
+	unsigned int j;
+
+	for (j = q; j + 1 < nd->n; j++) {
+		cell_get(nd, j + 1, &tmp);
+		cell_set(nd, j, &tmp);
+	}
+	nd->n--;
+	cell_set(nd, nd->n, &pad_cell);
+}
+
+/* Move every cell of @src to the end of @dst (the caller checked room). */
+static void cells_append(struct bpt_node *dst, struct bpt_node *src)
+{
+	struct bpt_cell tmp;
+	unsigned int j;
+
+	for (j = 0; j < src->n; j++) {
+		cell_get(src, j, &tmp);
+		cell_set(dst, dst->n + j, &tmp);
+	}
+	dst->n += src->n;
+	node_load(src, NULL, 0);
+}
+
+/* ---- pool ----------------------------------------------------------- */
+
+void bpt_pool_init(struct bpt_pool *pool, struct mem_alloc *alloc)
+{
+	pool->alloc = alloc;
+	pool->leaves = NULL;
+	pool->inners = NULL;
+	pool->nleaves = 0;
+	pool->ninners = 0;
+}
+
+static void pool_push(struct bpt_pool *pool, struct bpt_node *nd)
+{
+	struct bpt_node **head = nd->leaf ? &pool->leaves : &pool->inners;
+
+	nd->vals[0] = *head;
+	*head = nd;
+	if (nd->leaf)
+		pool->nleaves++;
+	else
+		pool->ninners++;
+}
+
+static struct bpt_node *pool_pop(struct bpt_pool *pool, bool leaf)
+{
+	struct bpt_node **head = leaf ? &pool->leaves : &pool->inners;
+	struct bpt_node *nd = *head;
+
+	/* An empty pool here is a caller bug: changes must not fail. */
+	if (!nd)
+		abort();
+	*head = nd->vals[0];
+	if (leaf)
+		pool->nleaves--;
+	else
+		pool->ninners--;
+	return nd;
+}
+
+/* A spare node, empty and padded. */
+static struct bpt_node *node_take(struct bpt_pool *pool, bool leaf)
+{
+	struct bpt_node *nd = pool_pop(pool, leaf);
+
+	nd->leaf = leaf;
+	node_load(nd, NULL, 0);
+	return nd;
+}
+
+static int pool_grow(struct bpt_pool *pool, bool leaf, size_t want)
+{
+	size_t *have = leaf ? &pool->nleaves : &pool->ninners;
+	struct bpt_node *nd;
+
+	while (*have < want) {
+		nd = mem_zalloc(pool->alloc, node_size(leaf));
+		if (!nd)
+			return -ENOMEM;
+		nd->leaf = leaf;
+		pool_push(pool, nd);
+	}
+	return 0;
+}
+
+int bpt_pool_reserve(struct bpt_pool *pool, size_t leaves, size_t inners)
+{
+	int err = pool_grow(pool, true, leaves);
+
+	return err ? err : pool_grow(pool, false, inners);
+}
+
+void bpt_pool_trim(struct bpt_pool *pool, size_t keep)
+{
+	while (pool->nleaves > keep)
+		mem_free(pool->alloc, pool_pop(pool, true), node_size(true));
+	while (pool->ninners > keep)
+		mem_free(pool->alloc, pool_pop(pool, false), node_size(false));
+}
+
+/* ---- tree setup ----------------------------------------------------- */
+
+void bpt_init(struct bpt *t, uint64_t (*end)(const void *val))
+{
+	t->root = NULL;
+	t->depth = 0;
+	t->count = 0;
+	t->nodes = 0;
+	t->end = end;
+	t->tie = NULL;
+}
+
+static void node_release(struct bpt_pool *pool, struct bpt_node *nd)
+{
+	unsigned int j;
+
+	if (!nd->leaf)
+		for (j = 0; j < nd->n; j++)
+			node_release(pool, nd->vals[j]);
+	pool_push(pool, nd);
+}
+
+/* Empty @t but keep its end and tie functions. */
+static void tree_reset(struct bpt *t)
+{
+	uint64_t (*tie)(const void *val) = t->tie;
+
+	bpt_init(t, t->end);
+	t->tie = tie;
+}
+
+void bpt_clear(struct bpt *t, struct bpt_pool *pool)
+{
+	if (t->root)
+		node_release(pool, t->root);
+	tree_reset(t);
+}
+
+size_t bpt_insert_inners(const struct bpt *t)
+{
+	/* Every inner level splits and a new root appears: depth inners.  An
+	 * empty tree needs none, but 1 keeps callers' sums safe. */
+	return t->depth ? t->depth : 1;
+}
+
+/* Bits needed to write @k: more than the levels @k inserts can add. */
+static size_t bit_length(size_t k)
+{
+	size_t n = 0;
+
+	for (; k; k >>= 1)
+		n++;
+	return n;
+}
+
+/*
+ * Splits at one level when @adds cells arrive there.  A half split turns a
+ * full node (8 cells above half) into 8 + 9 (1 above), so each one uses up
+ * 7 of the "cells above half" that the nodes had (at most 8 per node) or
+ * that the adds brought; an uneven split happens only at an end of the
+ * level and leaves the new end node with one cell, so it needs 15 adds.
+ * Removals before the inserts only shrink the node count.
+ */
+static size_t level_splits(size_t nodes, size_t adds)
+{
+	size_t bound = (8 * nodes + adds) / 7 + adds / 15 + 2;
+
+	return adds < bound ? adds : bound;
+}
+
+void bpt_nodes_for_inserts(const struct bpt *t, size_t k, size_t *leaves,
+			   size_t *inners)
+{
+	size_t levels = t->depth + bit_length(k) + 1;
+	size_t adds = level_splits(t->nodes, k);
+
+	if (!k)
+		return;
+	*leaves += adds + 1;	/* + the first leaf of an empty tree */
+	for (size_t l = 1; l < levels && adds; l++) {
+		adds = level_splits(t->nodes, adds);
+		*inners += adds + 1;	/* + a new root above this level */
+	}
+}
+
+/* ---- separators and max ends ---------------------------------------- */
+
+static uint64_t node_max_end(const struct bpt *t, const struct bpt_node *nd)
+{
+	uint64_t m = 0, e;
+	unsigned int j;
+
+	for (j = 0; j < nd->n; j++) {
+		e = nd->leaf ? t->end(nd->vals[j]) : cinner_of(nd)->max_end[j];
+		m = e > m ? e : m;
+	}
+	return m;
+}
+
+/* The cell a parent keeps for child @nd. */
+static void cell_of(const struct bpt *t, struct bpt_node *nd,
+		    struct bpt_cell *c)
+{
+	c->key = nd->keys[0];
+	c->val = nd;
+	c->max_end = t->end ? node_max_end(t, nd) : 0;
+}
+
+static void refresh(const struct bpt *t, struct bpt_node *par, unsigned int i)
+{
+	struct bpt_cell c;
+
+	cell_of(t, par->vals[i], &c);
+	cell_set(par, i, &c);
+}
+
+/*
+ * Rewrite the path cells of levels @level - 1 up to the root.  The size_t
+ * index is deliberate: with an int one, gcc 12 -O1 turned this loop into
+ * an address based on a null pointer and then deleted the calls inlined
+ * into bpt_insert() as unreachable (wrong code, caught by the tests).
+ */
+static void refresh_up(const struct bpt *t, const struct bpt_iter *p,
+		       int level)
+{
+	size_t l;
+
+	for (l = level > 0 ? (size_t)level : 0; l-- > 0;)
+		refresh(t, path_node(p, (int)l), p->pos[l]);
+}
+
+/* ---- paths ---------------------------------------------------------- */
+
+/* Extend @p below @level to the first (or last) cell of each child. */
+static void path_descend(struct bpt_iter *p, int level, bool last)
+{
+	/* depth <= BPT_MAX_DEPTH always; the clamp tells the compiler so. */
+	int depth = p->depth < BPT_MAX_DEPTH ? p->depth : BPT_MAX_DEPTH;
+	const struct bpt_node *nd;
+
+	for (; level + 1 < depth; level++) {
+		nd = ((const struct bpt_node *)p->node[level])->vals[p->pos[level]];
+		p->node[level + 1] = nd;
+		p->pos[level + 1] = last ? nd->n - 1 : 0;
+	}
+}
+
+/* Move @p to the next leaf's first cell; false (and @p kept) at the end. */
+static bool path_next_leaf(struct bpt_iter *p)
+{
+	const struct bpt_node *nd;
+	int l = p->depth - 1;
+
+	while (l-- > 0) {
+		nd = p->node[l];
+		if (p->pos[l] + 1 < nd->n) {
+			p->pos[l]++;
+			path_descend(p, l, false);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Move @p to the previous leaf's last cell; false (and @p kept) at the
+ * start. */
+static bool path_prev_leaf(struct bpt_iter *p)
+{
+	int l = p->depth - 1;
+
+	while (l-- > 0) {
+		if (p->pos[l] > 0) {
+			p->pos[l]--;
+			path_descend(p, l, true);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Move @p one entry forward or back; false (and @p kept) at either end. */
+static bool path_step(struct bpt_iter *p, bool fwd)
+{
+	int l = p->depth - 1;
+	const struct bpt_node *leaf = p->node[l];
+
+	if (fwd && p->pos[l] + 1 < leaf->n) {
+		p->pos[l]++;
+		return true;
+	}
+	if (!fwd && p->pos[l] > 0) {
+		p->pos[l]--;
+		return true;
+	}
+	return fwd ? path_next_leaf(p) : path_prev_leaf(p);
+}
+
+/* The child of @nd that holds the first entry with key >= @key, or the
+ * child before that entry (where an entry below it would be appended). */
+static unsigned int child_lower(const struct bpt_node *nd, uint64_t key)
+{
+	unsigned int i = 0;
+
+	while (i + 1 < nd->n && nd->keys[i + 1] < key)
+		i++;
+	return i;
+}
+
+/* How many entries of leaf @nd come before (@key, @val). */
+static unsigned int leaf_rank(const struct bpt *t, const struct bpt_node *nd,
+			      uint64_t key, const void *val)
+{
+	unsigned int j, r = 0;
+
+	for (j = 0; j < nd->n; j++)
+		r += pair_lt(t, nd->keys[j], nd->vals[j], key, val);
+	return r;
+}
+
+/* If the leaf after @p's starts at or below (@key, @val), move @p there. */
+static bool next_leaf_before(const struct bpt *t, struct bpt_iter *p,
+			     uint64_t key, const void *val)
+{
+	struct bpt_iter q = *p;
+	const struct bpt_node *leaf;
+
+	if (!path_next_leaf(&q))
+		return false;
+	leaf = q.node[q.depth - 1];
+	if (pair_lt(t, key, val, leaf->keys[0], leaf->vals[0]))
+		return false;
+	*p = q;
+	return true;
+}
+
+/*
+ * Point @p at (@key, @val) or, if absent, at the cell where it belongs.
+ * Separators hold keys only, so with repeated keys the descent finds the
+ * run's first leaf and the pair may lie some leaves further on.
+ */
+static void locate(const struct bpt *t, uint64_t key, const void *val,
+		   struct bpt_iter *p)
+{
+	const struct bpt_node *nd = t->root;
+	int l;
+
+	p->depth = (int)t->depth;
+	for (l = 0; l + 1 < p->depth; l++) {
+		p->node[l] = nd;
+		p->pos[l] = (uint8_t)child_lower(nd, key);
+		nd = nd->vals[p->pos[l]];
+	}
+	p->node[l] = nd;
+	p->pos[l] = (uint8_t)leaf_rank(t, nd, key, val);
+	while (p->pos[l] == nd->n && next_leaf_before(t, p, key, val)) {
+		nd = p->node[l];
+		p->pos[l] = (uint8_t)leaf_rank(t, nd, key, val);
+	}
+}
+
+/* ---- insert --------------------------------------------------------- */
+
+/* Which ends of its level the node at level @l of @p sits on. */
+static void path_edges(const struct bpt_iter *p, int l, bool *first,
+		       bool *last)
+{
+	*first = *last = true;
+	for (int j = 0; j < l; j++) {
+		*first = *first && p->pos[j] == 0;
+		*last = *last && p->pos[j] + 1 == path_node(p, j)->n;
+	}
+}
+
+/*
+ * Split full @nd (level @l of @p) while adding @c at @q.  Appending to the
+ * last node of a level keeps it full and starts the new node with @c alone,
+ * and prepending to the first node mirrors that, so ascending or descending
+ * fills leave nodes full; any other split halves the node.  Uneven splits
+ * only at the two ends keep the node bound of bpt_nodes_for_inserts()
+ * true: a node left full by one can never be split unevenly again.
+ * Return: the new node, which is the left one if *@new_left.
+ */
+static struct bpt_node *node_split(struct bpt_pool *pool,
+				   const struct bpt_iter *p, int l,
+				   const struct bpt_cell *c, bool *new_left)
+{
+	struct bpt_cell all[BPT_FANOUT + 1];
+	struct bpt_node *nd = path_node(p, l);
+	struct bpt_node *nw = node_take(pool, nd->leaf);
+	unsigned int j, nleft, q = p->pos[l];
+	bool first, last;
+
+	path_edges(p, l, &first, &last);
+	for (j = 0; j < BPT_FANOUT; j++)
+		cell_get(nd, j, &all[j + (j >= q)]);
+	all[q] = *c;
+	nleft = (BPT_FANOUT + 1) / 2;
+	if (q == BPT_FANOUT && last)
+		nleft = BPT_FANOUT;
+	else if (q == 0 && first)
+		nleft = 1;
+	*new_left = q == 0 && first;
+	node_load(*new_left ? nw : nd, all, nleft);
+	node_load(*new_left ? nd : nw, all + nleft, BPT_FANOUT + 1 - nleft);
+	return nw;
+}
+
+static void grow_root(struct bpt *t, struct bpt_pool *pool,
+		      struct bpt_node *left, struct bpt_node *right)
+{
+	struct bpt_node *root = node_take(pool, false);
+	struct bpt_cell c[2];
+
+	cell_of(t, left, &c[0]);
+	cell_of(t, right, &c[1]);
+	node_load(root, c, 2);
+	t->root = root;
+	t->depth++;
+	t->nodes++;
+	assert(t->depth <= BPT_MAX_DEPTH);
+}
+
+static void insert_first(struct bpt *t, struct bpt_pool *pool,
+			 const struct bpt_cell *c)
+{
+	t->root = node_take(pool, true);
+	node_load(t->root, c, 1);
+	t->depth = 1;
+	t->nodes = 1;
+}
+
+void bpt_insert(struct bpt *t, struct bpt_pool *pool, uint64_t key, void *val)
+{
+	struct bpt_cell c = { key, val, t->end ? t->end(val) : 0 };
+	struct bpt_node *nd, *nw;
+	struct bpt_iter p;
+	bool new_left;
+	int l;
+
+	assert(key != BPT_KEY_NONE && val);
+	t->count++;
+	if (!t->root) {
+		insert_first(t, pool, &c);
+		return;
+	}
+	locate(t, key, val, &p);
+	for (l = p.depth - 1; ; l--) {
+		nd = path_node(&p, l);
+		if (nd->n < BPT_FANOUT) {
+			cell_insert(nd, p.pos[l], &c);
+			refresh_up(t, &p, l);
+			return;
+		}
+		nw = node_split(pool, &p, l, &c, &new_left);
+		t->nodes++;
+		if (l == 0) {
+			grow_root(t, pool, new_left ? nw : nd,
+				  new_left ? nd : nw);
+			return;
+		}
+		/* The old node's cell first, then the new node's beside it. */
+		refresh(t, path_node(&p, l - 1), p.pos[l - 1]);
+		cell_of(t, nw, &c);
+		p.pos[l - 1] += !new_left;
+	}
+}
+
+/* ---- remove --------------------------------------------------------- */
+
+/*
+ * Level @l of @p lost a cell: drop the node if empty, else merge it with a
+ * sibling when both fit in one node, and fix the parent's cells.
+ * Return: true if the parent lost a cell too.
+ */
+static bool rebalance(struct bpt *t, struct bpt_pool *pool,
+		      const struct bpt_iter *p, int l)
+{
+	struct bpt_node *nd = path_node(p, l), *par = path_node(p, l - 1);
+	unsigned int i = p->pos[l - 1];
+	struct bpt_node *left = i > 0 ? par->vals[i - 1] : NULL;
+	struct bpt_node *right = i + 1 < par->n ? par->vals[i + 1] : NULL;
+
+	if (nd->n == 0) {
+		cell_remove(par, i);
+		pool_push(pool, nd);
+		t->nodes--;
+		return true;
+	}
+	if (left && left->n + nd->n <= BPT_FANOUT) {
+		cells_append(left, nd);
+		i--;
+	} else if (right && nd->n + right->n <= BPT_FANOUT) {
+		cells_append(nd, right);
+	} else {
+		refresh(t, par, i);
+		return false;
+	}
+	/* The emptied right node of the pair goes. */
+	pool_push(pool, par->vals[i + 1]);
+	t->nodes--;
+	cell_remove(par, i + 1);
+	refresh(t, par, i);
+	return true;
+}
+
+/* Drop roots with one child (depth shrinks) and an empty root leaf. */
+static void shrink_root(struct bpt *t, struct bpt_pool *pool)
+{
+	struct bpt_node *old;
+
+	while (!t->root->leaf && t->root->n == 1) {
+		old = t->root;
+		t->root = old->vals[0];
+		t->depth--;
+		t->nodes--;
+		pool_push(pool, old);
+	}
+	if (t->root->n == 0) {
+		pool_push(pool, t->root);
+		tree_reset(t);
+	}
+}
+
+/* Point @p at (@key, @val), which must be present. */
+static struct bpt_node *locate_present(const struct bpt *t, uint64_t key,
+				       const void *val, struct bpt_iter *p)
+{
+	struct bpt_node *leaf;
+
+	assert(t->root);
+	locate(t, key, val, p);
+	leaf = path_node(p, p->depth - 1);
+	assert(p->pos[p->depth - 1] < leaf->n);
+	assert(leaf->keys[p->pos[p->depth - 1]] == key);
+	assert(leaf->vals[p->pos[p->depth - 1]] == val);
+	return leaf;
+}
+
+void bpt_remove(struct bpt *t, struct bpt_pool *pool, uint64_t key, void *val)
+{
+	struct bpt_iter p;
+	struct bpt_node *leaf = locate_present(t, key, val, &p);
+	int l;
+
+	cell_remove(leaf, p.pos[p.depth - 1]);
+	t->count--;
+	for (l = p.depth - 1; l > 0 && rebalance(t, pool, &p, l); l--)
+		;
+	refresh_up(t, &p, l - 1);
+	shrink_root(t, pool);
+}
+
+/* ---- replace -------------------------------------------------------- */
+
+/*
+ * The value at @p changed address; among entries of the same key move it
+ * forward (@fwd) or back until (key, address) order holds again.  Only
+ * values move, so keys stay put; the max ends of touched leaves are fixed.
+ */
+static void replace_settle(const struct bpt *t, struct bpt_iter *p, bool fwd)
+{
+	struct bpt_iter q = *p;
+	struct bpt_node *a, *b;
+	int l = p->depth - 1;
+	void *v;
+
+	while (path_step(&q, fwd)) {
+		a = path_node(p, l);
+		b = path_node(&q, l);
+		v = a->vals[p->pos[l]];
+		if (b->keys[q.pos[l]] != a->keys[p->pos[l]] ||
+		    (tie_of(t, b->vals[q.pos[l]]) < tie_of(t, v)) != fwd)
+			break;
+		a->vals[p->pos[l]] = b->vals[q.pos[l]];
+		b->vals[q.pos[l]] = v;
+		if (a != b)
+			refresh_up(t, p, l);
+		*p = q;
+	}
+	refresh_up(t, p, l);
+}
+
+void bpt_replace(struct bpt *t, uint64_t key, void *old, void *new_val)
+{
+	struct bpt_iter p, q;
+	struct bpt_node *leaf = locate_present(t, key, old, &p);
+
+	assert(new_val);
+	leaf->vals[p.pos[p.depth - 1]] = new_val;
+	q = p;
+	replace_settle(t, &p, true);
+	replace_settle(t, &q, false);
+}
+
+/* ---- lookups -------------------------------------------------------- */
+
+/*
+ * The last cell i of @nd with keys[i] <= @key, or 0 if there is none.  A
+ * fixed binary search over all 16 cells with flag additions instead of
+ * branches; pads (BPT_KEY_NONE) are never <= a clamped key, so the count
+ * of used cells is not needed.
+ */
+static inline unsigned int node_search(const struct bpt_node *nd, uint64_t key)
+{
+	const uint64_t *k = nd->keys;
+	unsigned int i = 0;
+
+	/* Written so that gcc and clang emit setcc/cmov/sbb, no jumps. */
+	i = k[i + 8] <= key ? i + 8 : i;
+	i = k[i + 4] <= key ? i + 4 : i;
+	i = k[i + 2] <= key ? i + 2 : i;
+	i += k[i + 1] <= key;
+	return i;
+}
+
+/* Keys in a tree are below BPT_KEY_NONE, so a search for it equals one for
+ * BPT_KEY_NONE - 1, which no pad satisfies.  Cheaper than clamping the
+ * found index at every level. */
+static inline uint64_t key_clamp(uint64_t key)
+{
+	return key - (key == BPT_KEY_NONE);
+}
+
+void *bpt_find_le(const struct bpt *t, uint64_t key)
+{
+	const struct bpt_node *nd = t->root;
+	unsigned int l, i;
+
+	if (!nd)
+		return NULL;
+	key = key_clamp(key);
+	for (l = t->depth; l > 1; l--)
+		nd = nd->vals[node_search(nd, key)];
+	i = node_search(nd, key);
+	return nd->keys[i] <= key ? nd->vals[i] : NULL;
+}
+
+void *bpt_first(const struct bpt *t)
+{
+	const struct bpt_node *nd = t->root;
+
+	if (!nd)
+		return NULL;
+	while (!nd->leaf)
+		nd = nd->vals[0];
+	return nd->vals[0];
+}
+
+void bpt_iter_seek_le(struct bpt_iter *it, const struct bpt *t, uint64_t key)
+{
+	const struct bpt_node *nd = t->root;
+	int l;
+
+	it->depth = (int)t->depth;
+	key = key_clamp(key);
+	for (l = 0; l < it->depth; l++) {
+		it->node[l] = nd;
+		it->pos[l] = (uint8_t)node_search(nd, key);
+		nd = nd->vals[it->pos[l]];
+	}
+}
+
+void *bpt_iter_next(struct bpt_iter *it)
+{
+	const struct bpt_node *leaf;
+	void *val;
+	int l = it->depth - 1;
+
+	if (it->depth == 0)
+		return NULL;
+	leaf = it->node[l];
+	val = leaf->vals[it->pos[l]];
+	if (++it->pos[l] >= leaf->n && !path_next_leaf(it))
+		it->depth = 0;
+	return val;
+}
+
+/* ---- overlap walk --------------------------------------------------- */
+
+/*
+ * Here it->depth is the height of the stack of nodes being scanned and
+ * pos[] the next cell to look at on each; a pushed child's cell stays
+ * current in its parent until the child is done.
+ */
+void bpt_overlap_init(struct bpt_iter *it, const struct bpt *t,
+		      uint64_t start, uint64_t end)
+{
+	assert(t->end);
+	it->depth = 0;
+	if (!t->root || start >= end)
+		return;
+	it->node[0] = t->root;
+	it->pos[0] = 0;
+	it->depth = 1;
+}
+
+static void overlap_pop(struct bpt_iter *it)
+{
+	if (--it->depth > 0)
+		it->pos[it->depth - 1]++;
+}
+
+/* Look at cell @i of @nd, the stack top: a hit, or NULL after a step. */
+static void *overlap_visit(struct bpt_iter *it, const struct bpt *t,
+			   const struct bpt_node *nd, unsigned int i,
+			   uint64_t start)
+{
+	int l = it->depth - 1;
+
+	if (nd->leaf) {
+		it->pos[l]++;
+		return t->end(nd->vals[i]) > start ? nd->vals[i] : NULL;
+	}
+	if (cinner_of(nd)->max_end[i] <= start) {
+		it->pos[l]++;
+		return NULL;
+	}
+	it->node[l + 1] = nd->vals[i];
+	it->pos[l + 1] = 0;
+	it->depth++;
+	return NULL;
+}
+
+void *bpt_overlap_next(struct bpt_iter *it, const struct bpt *t,
+		       uint64_t start, uint64_t end)
+{
+	const struct bpt_node *nd;
+	unsigned int i;
+	void *hit;
+
+	while (it->depth > 0) {
+		nd = it->node[it->depth - 1];
+		i = it->pos[it->depth - 1];
+		if (i >= nd->n) {
+			overlap_pop(it);
+			continue;
+		}
+		/* Every later entry starts at or after this key. */
+		if (nd->keys[i] >= end)
+			break;
+		hit = overlap_visit(it, t, nd, i, start);
+		if (hit)
+			return hit;
+	}
+	it->depth = 0;
+	return NULL;
+}
+
+/* ---- check ---------------------------------------------------------- */
+
+struct check_state {
+	const struct bpt *t;
+	bool seen;		/* an entry was visited: key/val are valid */
+	uint64_t key;
+	const void *val;
+	size_t count;
+};
+
+static int check_cells(const struct bpt *t, const struct bpt_node *nd)
+{
+	bool aug_inner = t->end && !nd->leaf;
+	unsigned int j;
+
+	for (j = 0; j < BPT_FANOUT; j++) {
+		bool used = j < nd->n;
+
+		if (used && (nd->keys[j] == BPT_KEY_NONE || !nd->vals[j]))
+			return -BPT_CHECK_CELL;
+		if (!used && (nd->keys[j] != BPT_KEY_NONE || nd->vals[j] ||
+			      (aug_inner && cinner_of(nd)->max_end[j])))
+			return -BPT_CHECK_PAD;
+	}
+	return 0;
+}
+
+static int check_shape(const struct bpt *t, const struct bpt_node *nd,
+		       unsigned int level)
+{
+	if (nd->n == 0 || nd->n > BPT_FANOUT)
+		return -BPT_CHECK_FILL;
+	if (level == 0 && !nd->leaf && nd->n < 2)
+		return -BPT_CHECK_FILL;
+	if (nd->leaf != (level + 1 == t->depth))
+		return -BPT_CHECK_LEVEL;
+	return check_cells(t, nd);
+}
+
+static int check_leaf(struct check_state *st, const struct bpt_node *nd,
+		      uint64_t *max_end)
+{
+	unsigned int j;
+	uint64_t e;
+
+	*max_end = 0;
+	for (j = 0; j < nd->n; j++) {
+		if (st->seen &&
+		    !pair_lt(st->t, st->key, st->val, nd->keys[j], nd->vals[j]))
+			return -BPT_CHECK_ORDER;
+		st->seen = true;
+		st->key = nd->keys[j];
+		st->val = nd->vals[j];
+		st->count++;
+		e = st->t->end ? st->t->end(nd->vals[j]) : 0;
+		*max_end = e > *max_end ? e : *max_end;
+	}
+	return 0;
+}
+
+static int check_node(struct check_state *st, const struct bpt_node *nd,
+		      unsigned int level, uint64_t *max_end);
+
+static int check_inner(struct check_state *st, const struct bpt_node *nd,
+		       unsigned int level, uint64_t *max_end)
+{
+	const struct bpt_node *child;
+	unsigned int j;
+	uint64_t m;
+	int err;
+
+	*max_end = 0;
+	for (j = 0; j < nd->n; j++) {
+		child = nd->vals[j];
+		err = check_node(st, child, level + 1, &m);
+		if (err)
+			return err;
+		if (nd->keys[j] != child->keys[0])
+			return -BPT_CHECK_SEPARATOR;
+		if (st->t->end && cinner_of(nd)->max_end[j] != m)
+			return -BPT_CHECK_MAX_END;
+		*max_end = m > *max_end ? m : *max_end;
+	}
+	return 0;
+}
+
+static int check_node(struct check_state *st, const struct bpt_node *nd,
+		      unsigned int level, uint64_t *max_end)
+{
+	int err = check_shape(st->t, nd, level);
+
+	if (err)
+		return err;
+	if (nd->leaf)
+		return check_leaf(st, nd, max_end);
+	return check_inner(st, nd, level, max_end);
+}
+
+int bpt_check(const struct bpt *t)
+{
+	struct check_state st = { .t = t };
+	uint64_t m;
+	int err;
+
+	if (!t->root != !t->depth || !t->root != !t->count ||
+	    t->depth > BPT_MAX_DEPTH)
+		return -BPT_CHECK_ROOT;
+	if (!t->root)
+		return 0;
+	err = check_node(&st, t->root, 0, &m);
+	if (err)
+		return err;
+	return st.count == t->count ? 0 : -BPT_CHECK_COUNT;
+}
