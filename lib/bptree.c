@@ -729,6 +729,12 @@ static inline uint64_t key_clamp(uint64_t key)
 	return key - (key == BPT_KEY_NONE);
 }
 
+/*
+ * An AVX2 node search (four independent 4-key compares) was measured
+ * against the scalar one: no faster at 32764 slots (the walk is bound by
+ * cache misses, not by the in-node compares) and twice the instructions,
+ * so the scalar search is the only one.
+ */
 void *bpt_find_le(const struct bpt *t, uint64_t key)
 {
 	const struct bpt_node *nd = t->root;
@@ -742,6 +748,7 @@ void *bpt_find_le(const struct bpt *t, uint64_t key)
 	i = node_search(nd, key);
 	return nd->keys[i] <= key ? nd->vals[i] : NULL;
 }
+
 
 void *bpt_first(const struct bpt *t)
 {
