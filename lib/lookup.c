@@ -8,6 +8,19 @@
 
 #include "vm.h"
 
+/* Out of line so that a cache hit needs no stack frame. */
+__attribute__((noinline))
+static const struct memslot_slot *set_wide_miss(struct memslot_set *set,
+						uint64_t gfn)
+{
+	struct memslot_slot *slot = set_search(set, gfn);
+
+	if (slot)
+		atomic_store_explicit(&set->last_used, slot,
+				      memory_order_relaxed);
+	return slot;
+}
+
 const struct memslot_slot *memslot_gfn_to_slot(struct memslot_vm *vm,
 					       unsigned int as_id,
 					       uint64_t gfn)
@@ -22,11 +35,7 @@ const struct memslot_slot *memslot_gfn_to_slot(struct memslot_vm *vm,
 	/* Unsigned: a gfn below base_gfn wraps and fails the compare. */
 	if (slot && gfn - slot->base_gfn < slot->npages)
 		return slot;
-	slot = set_search(set, gfn);
-	if (slot)
-		atomic_store_explicit(&set->last_used, slot,
-				      memory_order_relaxed);
-	return slot;
+	return set_wide_miss(set, gfn);
 }
 
 const struct memslot_slot *memslot_search(struct memslot_vm *vm,

@@ -814,8 +814,11 @@ int vm_set_regions(struct memslot_vm *vm, const struct memslot_region *r,
 	}
 	pthread_mutex_lock(&vm->writer);
 	err = batch_begin(&b, vm, n, internal, &one);
-	if (err)
+	if (err) {
+		/* the batch's own bookkeeping: no request is to blame */
 		res->rule = MEMSLOT_RULE_NOMEM;
+		res->failed = n;
+	}
 	if (!err)
 		err = validate_all(&b, r, n, &res->failed, &res->rule);
 	if (!err) {

@@ -9,9 +9,13 @@
 
 #include "vm.h"
 
+/* The VM's active-set array and its size are copied in, so a hit needs no
+ * load of the VM object. */
 struct memslot_vcpu {
 	const struct memslot_slot *slot;
 	uint64_t gen;
+	struct memslot_set *_Atomic *active;
+	unsigned int nr_as;
 	struct memslot_vm *vm;
 };
 
@@ -28,6 +32,8 @@ int memslot_vcpu_create(struct memslot_vm *vm, struct memslot_vcpu **out)
 	if (!v)
 		return -ENOMEM;
 	v->vm = vm;
+	v->active = vm->active;
+	v->nr_as = vm->nr_as;
 	/* No real generation has bit 63 without a swap in flight, and a
 	 * cache is dropped on any mismatch, so this never matches. */
 	v->gen = UINT64_MAX;
@@ -47,32 +53,47 @@ void memslot_vcpu_destroy(struct memslot_vcpu *vcpu)
 	pthread_mutex_unlock(&vm->writer);
 }
 
-const struct memslot_slot *memslot_vcpu_gfn_to_slot(struct memslot_vcpu *vcpu,
-						    unsigned int as_id,
-						    uint64_t gfn)
+/*
+ * Out of line, so the hit path below needs no stack frame: drop an entry
+ * of another generation, then search without the set-wide cache (vCPUs
+ * working in different slots must not thrash one shared line), and keep
+ * the entry when the search finds nothing.
+ */
+__attribute__((noinline))
+static const struct memslot_slot *vcpu_miss(struct memslot_vcpu *vcpu,
+					    const struct memslot_set *set,
+					    uint64_t gen, uint64_t gfn)
 {
-	struct memslot_vm *vm = vcpu->vm;
 	const struct memslot_slot *slot;
-	struct memslot_set *set;
-	uint64_t gen;
 
-	if (as_id >= vm->nr_as)
-		return NULL;
-	set = vm_active(vm, as_id);
-	gen = atomic_load_explicit(&set->generation, memory_order_relaxed);
-	/* Generations differ across address spaces too, so this also drops
-	 * a slot cached for another address space. */
 	if (gen != vcpu->gen) {
 		vcpu->slot = NULL;
 		vcpu->gen = gen;
 	}
-	slot = vcpu->slot;
-	if (slot && gfn - slot->base_gfn < slot->npages)
-		return slot;
-	/* Search without the set-wide cache, so vCPUs working in different
-	 * slots do not thrash one shared line; keep the entry on a miss. */
 	slot = set_search(set, gfn);
 	if (slot)
 		vcpu->slot = slot;
 	return slot;
+}
+
+/*
+ * Generations differ across address spaces too, so a generation check
+ * also drops a slot cached for another address space.
+ */
+const struct memslot_slot *memslot_vcpu_gfn_to_slot(struct memslot_vcpu *vcpu,
+						    unsigned int as_id,
+						    uint64_t gfn)
+{
+	const struct memslot_slot *slot = vcpu->slot;
+	const struct memslot_set *set;
+	uint64_t gen;
+
+	if (as_id >= vcpu->nr_as)
+		return NULL;
+	as_id = (unsigned int)memslot_array_index_nospec(as_id, vcpu->nr_as);
+	set = atomic_load_explicit(&vcpu->active[as_id], memory_order_acquire);
+	gen = atomic_load_explicit(&set->generation, memory_order_relaxed);
+	if (gen == vcpu->gen && slot && gfn - slot->base_gfn < slot->npages)
+		return slot;
+	return vcpu_miss(vcpu, set, gen, gfn);
 }

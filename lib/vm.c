@@ -13,7 +13,7 @@ static int as_init(struct memslot_vm *vm, unsigned int as_id)
 	r = set_init(&as->sets[0], 0, as_id, &vm->alloc);
 	if (!r)
 		r = set_init(&as->sets[1], 1, as_id, &vm->alloc);
-	atomic_init(&as->active, &as->sets[0]);
+	atomic_init(&vm->active[as_id], &as->sets[0]);
 	idmap_init(&as->ids, &vm->alloc, vm->cfg.user_slots);
 	return r;
 }
@@ -57,7 +57,8 @@ int memslot_vm_create(const struct memslot_config *cfg,
 	bpt_pool_init(&vm->pool, &vm->alloc);
 	pthread_mutex_init(&vm->writer, NULL);
 	vm->as = mem_zalloc(&vm->alloc, sizeof(*vm->as) * vm->nr_as);
-	if (!vm->as) {
+	vm->active = mem_zalloc(&vm->alloc, sizeof(*vm->active) * vm->nr_as);
+	if (!vm->as || !vm->active) {
 		memslot_vm_destroy(vm);
 		return -ENOMEM;
 	}
@@ -80,6 +81,7 @@ void memslot_vm_destroy(struct memslot_vm *vm)
 	for (unsigned int i = 0; vm->as && i < vm->nr_as; i++)
 		as_destroy(vm, &vm->as[i]);
 	mem_free(&vm->alloc, vm->as, sizeof(*vm->as) * vm->nr_as);
+	mem_free(&vm->alloc, vm->active, sizeof(*vm->active) * vm->nr_as);
 	bpt_pool_trim(&vm->pool, 0);
 	pthread_mutex_destroy(&vm->writer);
 	alloc = vm->alloc;
@@ -141,10 +143,9 @@ uint64_t memslot_generation(struct memslot_vm *vm, unsigned int as_id)
 
 void vm_swap(struct memslot_vm *vm, unsigned int as_id)
 {
-	struct memslot_as *as = &vm->as[as_id];
 	struct memslot_set *next = vm_inactive(vm, as_id);
 	struct memslot_set *prev =
-		atomic_load_explicit(&as->active, memory_order_relaxed);
+		atomic_load_explicit(&vm->active[as_id], memory_order_relaxed);
 	uint64_t gen = atomic_load_explicit(&prev->generation,
 					    memory_order_relaxed);
 
@@ -152,7 +153,7 @@ void vm_swap(struct memslot_vm *vm, unsigned int as_id)
 	 * cache filled now can never match the final number. */
 	atomic_store_explicit(&next->generation, gen | SET_GEN_IN_PROGRESS,
 			      memory_order_relaxed);
-	atomic_store_explicit(&as->active, next, memory_order_release);
+	atomic_store_explicit(&vm->active[as_id], next, memory_order_release);
 	vm->rcu->synchronize(vm->rcu->ctx);
 	/* Address space i only uses generations congruent to i mod nr_as,
 	 * so generations are unique across address spaces. */

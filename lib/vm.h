@@ -18,11 +18,10 @@
 #define POOL_KEEP 32
 
 /*
- * One address space.  @active is what readers use; the other element of
- * @sets is the writer's.  Counters and @ids are writer-only.
+ * One address space: its two sets (vm->active[] says which one readers
+ * use; the other is the writer's).  Counters and @ids are writer-only.
  */
 struct memslot_as {
-	struct memslot_set *_Atomic active;
 	struct memslot_set sets[2];
 	struct idmap ids;
 	uint64_t used_ids;
@@ -31,9 +30,12 @@ struct memslot_as {
 };
 
 struct memslot_vm {
-	/* Read by every lookup: keep together at the start. */
+	/* Read by every lookup: keep together at the start.  The active
+	 * sets sit in their own array so that selecting one is a single
+	 * indexed load. */
 	unsigned int nr_as;
 	unsigned int page_shift;
+	struct memslot_set *_Atomic *active;
 	struct memslot_as *as;
 	const struct memslot_rcu_ops *rcu;
 	/* Writer side. */
@@ -49,8 +51,7 @@ static inline struct memslot_set *vm_active(const struct memslot_vm *vm,
 					    unsigned int as_id)
 {
 	as_id = (unsigned int)memslot_array_index_nospec(as_id, vm->nr_as);
-	return atomic_load_explicit(&vm->as[as_id].active,
-				    memory_order_acquire);
+	return atomic_load_explicit(&vm->active[as_id], memory_order_acquire);
 }
 
 /* The writer's set of @as_id.  Context: writer lock held. */
@@ -59,7 +60,7 @@ static inline struct memslot_set *vm_inactive(struct memslot_vm *vm,
 {
 	struct memslot_as *as = &vm->as[as_id];
 	struct memslot_set *active =
-		atomic_load_explicit(&as->active, memory_order_relaxed);
+		atomic_load_explicit(&vm->active[as_id], memory_order_relaxed);
 
 	return active == &as->sets[0] ? &as->sets[1] : &as->sets[0];
 }
