@@ -27,7 +27,7 @@ const struct memslot_allocator mem_default_allocator = {
 void mem_alloc_init(struct mem_alloc *a, const struct memslot_allocator *ops)
 {
 	a->ops = ops ? ops : &mem_default_allocator;
-	a->bytes = 0;
+	atomic_init(&a->bytes, 0);
 }
 
 void *mem_malloc(struct mem_alloc *a, size_t size)
@@ -35,7 +35,7 @@ void *mem_malloc(struct mem_alloc *a, size_t size)
 	void *p = a->ops->malloc(a->ops->ctx, size);
 
 	if (p)
-		a->bytes += size;
+		atomic_fetch_add_explicit(&a->bytes, size, memory_order_relaxed);
 	return p;
 }
 
@@ -52,6 +52,6 @@ void mem_free(struct mem_alloc *a, void *p, size_t size)
 {
 	if (!p)
 		return;
-	a->bytes -= size;
+	atomic_fetch_sub_explicit(&a->bytes, size, memory_order_relaxed);
 	a->ops->free(a->ops->ctx, p, size);
 }

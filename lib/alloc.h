@@ -3,6 +3,7 @@
 #ifndef MEMSLOT_LIB_ALLOC_H
 #define MEMSLOT_LIB_ALLOC_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include <memslot/alloc.h>
@@ -10,13 +11,12 @@
 /**
  * struct mem_alloc - the allocator a VM was created with, and its usage
  * @ops: the hook (never NULL: the library's malloc/free wrapper by default)
- * @bytes: bytes currently held
- *
- * Writer side only (writer lock held, or VM creation/destruction).
+ * @bytes: bytes currently held; atomic because vCPU caches are created and
+ *	freed without the writer lock (never on a lookup path)
  */
 struct mem_alloc {
 	const struct memslot_allocator *ops;
-	size_t bytes;
+	_Atomic size_t bytes;
 };
 
 /* The default hook: malloc/free. */

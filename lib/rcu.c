@@ -6,7 +6,6 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <stdint.h>
 
 #include <urcu/urcu-memb.h>
@@ -40,16 +39,25 @@ static void urcu_sync(void *ctx)
 	urcu_memb_synchronize_rcu();
 }
 
+/*
+ * liburcu asserts that a thread registers once; a VMM thread may read
+ * several VMs, each asking it to register.  Count per thread and pass
+ * only the first registration and the last unregistration on.
+ */
+static _Thread_local unsigned int urcu_registrations;
+
 static void urcu_register(void *ctx)
 {
 	(void)ctx;
-	urcu_memb_register_thread();
+	if (urcu_registrations++ == 0)
+		urcu_memb_register_thread();
 }
 
 static void urcu_unregister(void *ctx)
 {
 	(void)ctx;
-	urcu_memb_unregister_thread();
+	if (urcu_registrations && --urcu_registrations == 0)
+		urcu_memb_unregister_thread();
 }
 
 static const struct memslot_rcu_ops urcu_memb_ops = {
@@ -78,7 +86,7 @@ const struct memslot_rcu_ops *memslot_rcu_urcu_memb(void)
 struct reader {
 	_Atomic uint64_t epoch;
 	unsigned int nest;
-	bool registered;
+	unsigned int registrations;	/* one per VM that registered us */
 	struct reader *next;
 };
 
@@ -90,12 +98,11 @@ static _Atomic uint64_t global_epoch = 1;
 static void counter_register(void *ctx)
 {
 	(void)ctx;
-	if (self.registered)
+	if (self.registrations++)
 		return;
 	pthread_mutex_lock(&readers_lock);
 	self.next = readers;
 	readers = &self;
-	self.registered = true;
 	pthread_mutex_unlock(&readers_lock);
 }
 
@@ -104,14 +111,13 @@ static void counter_unregister(void *ctx)
 	struct reader **p;
 
 	(void)ctx;
-	if (!self.registered)
+	if (!self.registrations || --self.registrations)
 		return;
 	pthread_mutex_lock(&readers_lock);
 	for (p = &readers; *p && *p != &self; p = &(*p)->next)
 		;
 	if (*p)
 		*p = self.next;
-	self.registered = false;
 	pthread_mutex_unlock(&readers_lock);
 }
 

@@ -791,7 +791,8 @@ static int validate_all(struct batch *b, const struct memslot_region *r,
 		int err = validate_one(b, op, &r[op], rule);
 
 		if (err) {
-			*failed = op;
+			/* out of memory is the batch's failure, not op's */
+			*failed = err == -ENOMEM ? n : op;
 			return err;
 		}
 	}

@@ -25,10 +25,7 @@ int memslot_vcpu_create(struct memslot_vm *vm, struct memslot_vcpu **out)
 
 	if (!vm || !out)
 		return -EINVAL;
-	/* The allocator's byte count belongs to the writer side. */
-	pthread_mutex_lock(&vm->writer);
 	v = mem_zalloc(&vm->alloc, sizeof(*v));
-	pthread_mutex_unlock(&vm->writer);
 	if (!v)
 		return -ENOMEM;
 	v->vm = vm;
@@ -48,9 +45,7 @@ void memslot_vcpu_destroy(struct memslot_vcpu *vcpu)
 	if (!vcpu)
 		return;
 	vm = vcpu->vm;
-	pthread_mutex_lock(&vm->writer);
 	mem_free(&vm->alloc, vcpu, sizeof(*vcpu));
-	pthread_mutex_unlock(&vm->writer);
 }
 
 /*

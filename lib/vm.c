@@ -46,7 +46,8 @@ int memslot_vm_create(const struct memslot_config *cfg,
 	vm = mem_zalloc(&alloc, sizeof(*vm));
 	if (!vm)
 		return -ENOMEM;
-	vm->alloc = alloc;
+	mem_alloc_init(&vm->alloc, alloc.ops);
+	atomic_store(&vm->alloc.bytes, atomic_load(&alloc.bytes));
 	memcpy(&vm->cfg, cfg, sizeof(vm->cfg) < cfg->size ? sizeof(vm->cfg)
 							    : cfg->size);
 	vm->cfg.size = sizeof(vm->cfg);
@@ -84,7 +85,8 @@ void memslot_vm_destroy(struct memslot_vm *vm)
 	mem_free(&vm->alloc, vm->active, sizeof(*vm->active) * vm->nr_as);
 	bpt_pool_trim(&vm->pool, 0);
 	pthread_mutex_destroy(&vm->writer);
-	alloc = vm->alloc;
+	mem_alloc_init(&alloc, vm->alloc.ops);
+	atomic_store(&alloc.bytes, atomic_load(&vm->alloc.bytes));
 	mem_free(&alloc, vm, sizeof(*vm));
 }
 
@@ -170,12 +172,15 @@ int memslot_vm_stats(struct memslot_vm *vm, unsigned int as_id,
 
 	if (!vm || !stats || as_id >= vm->nr_as)
 		return -EINVAL;
+	if (vm_in_read_section())
+		return -EBUSY;
 	pthread_mutex_lock(&vm->writer);
 	as = &vm->as[as_id];
 	stats->used_ids = as->used_ids;
 	stats->free_user_ids = vm->cfg.user_slots - as->used_user_ids;
 	stats->total_pages = as->total_pages;
-	stats->bytes = vm->alloc.bytes;
+	stats->bytes = atomic_load_explicit(&vm->alloc.bytes,
+					    memory_order_relaxed);
 	pthread_mutex_unlock(&vm->writer);
 	return 0;
 }
@@ -188,6 +193,8 @@ int memslot_lowest_free_id(struct memslot_vm *vm, unsigned int as_id,
 
 	if (!vm || !id || as_id >= vm->nr_as)
 		return -EINVAL;
+	if (vm_in_read_section())
+		return -EBUSY;
 	pthread_mutex_lock(&vm->writer);
 	r = idmap_lowest_free(&vm->as[as_id].ids, &v);
 	pthread_mutex_unlock(&vm->writer);

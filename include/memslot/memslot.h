@@ -322,8 +322,10 @@ const char *memslot_rule_str(enum memslot_rule rule);
  * memslot_thread_register() - make the calling thread a reader
  * @vm: the VM
  *
- * Needed once per thread by backends that track readers (liburcu); a no-op
- * for the others.  Idempotent per backend rules.
+ * Needed by backends that track readers (liburcu, counter); a no-op for
+ * the others.  A thread reading several VMs registers with each; the
+ * backend counts, so only the first registration and the matching last
+ * unregistration reach it.
  * Context: outside a read section.
  */
 void memslot_thread_register(struct memslot_vm *vm);
@@ -555,7 +557,9 @@ bool memslot_hva_iter_next(struct memslot_hva_iter *it,
  * @vm: the VM
  * @out: receives the cache
  *
- * Return: 0 or -ENOMEM.
+ * Context: any thread; takes no lock.  The cache must be destroyed before
+ * the VM.
+ * Return: 0; -EINVAL for a NULL argument; -ENOMEM.
  */
 int memslot_vcpu_create(struct memslot_vm *vm, struct memslot_vcpu **out);
 
@@ -605,7 +609,8 @@ struct memslot_stats {
  * @stats: receives the counts
  *
  * Context: any thread outside a read section; takes the writer lock.
- * Return: 0 or -EINVAL for a bad @as_id.
+ * Return: 0; -EINVAL for a NULL argument or a bad @as_id; -EBUSY when
+ * called inside a read section (debug builds).
  */
 int memslot_vm_stats(struct memslot_vm *vm, unsigned int as_id,
 		     struct memslot_stats *stats);
@@ -617,7 +622,8 @@ int memslot_vm_stats(struct memslot_vm *vm, unsigned int as_id,
  * @id: receives the id
  *
  * Context: as memslot_vm_stats().
- * Return: 0; -EINVAL for a bad @as_id; -ENOSPC when every user id is used.
+ * Return: 0; -EINVAL for a NULL argument or a bad @as_id; -ENOSPC when
+ * every user id is used; -EBUSY inside a read section (debug builds).
  */
 int memslot_lowest_free_id(struct memslot_vm *vm, unsigned int as_id,
 			   uint32_t *id);
