@@ -280,10 +280,16 @@ void bpt_nodes_for_inserts(const struct bpt *t, size_t k, size_t *leaves,
 			   size_t *inners)
 {
 	size_t levels = t->depth + bit_length(k) + 1;
-	size_t adds = level_splits(t->nodes, k);
+	size_t adds;
 
-	if (!k)
+	if (k <= 2) {
+		/* Each insert splits at most one node per level and may add a
+		 * root: the exact worst case, and what single changes hit. */
+		*leaves += k;
+		*inners += k * (t->depth + 1);
 		return;
+	}
+	adds = level_splits(t->nodes, k);
 	*leaves += adds + 1;	/* + the first leaf of an empty tree */
 	for (size_t l = 1; l < levels && adds; l++) {
 		adds = level_splits(t->nodes, adds);
@@ -335,6 +341,26 @@ static void refresh_up(const struct bpt *t, const struct bpt_iter *p,
 
 	for (l = level > 0 ? (size_t)level : 0; l-- > 0;)
 		refresh(t, path_node(p, (int)l), p->pos[l]);
+}
+
+/*
+ * Once a cell went into level @level of @p without a split (splits below
+ * it have fixed their own parent's cells), the ancestors hold one more
+ * entry, whose end is @end: copy their first keys and raise their max
+ * ends.  Cheaper than refresh_up(), which recomputes max ends from every
+ * cell (through t->end for a leaf).
+ */
+static void grow_up(const struct bpt *t, const struct bpt_iter *p, int level,
+		    uint64_t end)
+{
+	for (size_t l = level > 0 ? (size_t)level : 0; l-- > 0;) {
+		struct bpt_node *par = path_node(p, (int)l);
+		const struct bpt_node *child = par->vals[p->pos[l]];
+
+		par->keys[p->pos[l]] = child->keys[0];
+		if (t->end && inner_of(par)->max_end[p->pos[l]] < end)
+			inner_of(par)->max_end[p->pos[l]] = end;
+	}
 }
 
 /* ---- paths ---------------------------------------------------------- */
@@ -403,15 +429,39 @@ static bool path_step(struct bpt_iter *p, bool fwd)
 	return fwd ? path_next_leaf(p) : path_prev_leaf(p);
 }
 
+/*
+ * The last cell i of @nd with keys[i] <= @key, or 0 if there is none.  A
+ * fixed binary search over all 16 cells with flag additions instead of
+ * branches; pads (BPT_KEY_NONE) are never <= a clamped key, so the count
+ * of used cells is not needed.
+ */
+static inline unsigned int node_search(const struct bpt_node *nd, uint64_t key)
+{
+	const uint64_t *k = nd->keys;
+	unsigned int i = 0;
+
+	/* Written so that gcc and clang emit setcc/cmov/sbb, no jumps. */
+	i = k[i + 8] <= key ? i + 8 : i;
+	i = k[i + 4] <= key ? i + 4 : i;
+	i = k[i + 2] <= key ? i + 2 : i;
+	i += k[i + 1] <= key;
+	return i;
+}
+
+/* Keys in a tree are below BPT_KEY_NONE, so a search for it equals one for
+ * BPT_KEY_NONE - 1, which no pad satisfies.  Cheaper than clamping the
+ * found index at every level. */
+static inline uint64_t key_clamp(uint64_t key)
+{
+	return key - (key == BPT_KEY_NONE);
+}
+
 /* The child of @nd that holds the first entry with key >= @key, or the
  * child before that entry (where an entry below it would be appended). */
 static unsigned int child_lower(const struct bpt_node *nd, uint64_t key)
 {
-	unsigned int i = 0;
-
-	while (i + 1 < nd->n && nd->keys[i + 1] < key)
-		i++;
-	return i;
+	/* keys[i] < key is keys[i] <= key - 1; pads never are. */
+	return key ? node_search(nd, key - 1) : 0;
 }
 
 /* How many entries of leaf @nd come before (@key, @val). */
@@ -539,7 +589,8 @@ static void insert_first(struct bpt *t, struct bpt_pool *pool,
 
 void bpt_insert(struct bpt *t, struct bpt_pool *pool, uint64_t key, void *val)
 {
-	struct bpt_cell c = { key, val, t->end ? t->end(val) : 0 };
+	uint64_t entry_end = t->end ? t->end(val) : 0;
+	struct bpt_cell c = { key, val, entry_end };
 	struct bpt_node *nd, *nw;
 	struct bpt_iter p;
 	bool new_left;
@@ -556,7 +607,7 @@ void bpt_insert(struct bpt *t, struct bpt_pool *pool, uint64_t key, void *val)
 		nd = path_node(&p, l);
 		if (nd->n < BPT_FANOUT) {
 			cell_insert(nd, p.pos[l], &c);
-			refresh_up(t, &p, l);
+			grow_up(t, &p, l, entry_end);
 			return;
 		}
 		nw = node_split(pool, &p, l, &c, &new_left);
@@ -702,32 +753,6 @@ void bpt_replace(struct bpt *t, uint64_t key, void *old, void *new_val)
 
 /* ---- lookups -------------------------------------------------------- */
 
-/*
- * The last cell i of @nd with keys[i] <= @key, or 0 if there is none.  A
- * fixed binary search over all 16 cells with flag additions instead of
- * branches; pads (BPT_KEY_NONE) are never <= a clamped key, so the count
- * of used cells is not needed.
- */
-static inline unsigned int node_search(const struct bpt_node *nd, uint64_t key)
-{
-	const uint64_t *k = nd->keys;
-	unsigned int i = 0;
-
-	/* Written so that gcc and clang emit setcc/cmov/sbb, no jumps. */
-	i = k[i + 8] <= key ? i + 8 : i;
-	i = k[i + 4] <= key ? i + 4 : i;
-	i = k[i + 2] <= key ? i + 2 : i;
-	i += k[i + 1] <= key;
-	return i;
-}
-
-/* Keys in a tree are below BPT_KEY_NONE, so a search for it equals one for
- * BPT_KEY_NONE - 1, which no pad satisfies.  Cheaper than clamping the
- * found index at every level. */
-static inline uint64_t key_clamp(uint64_t key)
-{
-	return key - (key == BPT_KEY_NONE);
-}
 
 /*
  * An AVX2 node search (four independent 4-key compares) was measured
