@@ -875,6 +875,7 @@ int memslot_set_regions(struct memslot_vm *vm,
 			struct memslot_txn_result *res)
 {
 	struct memslot_txn_result local = { 0 };
+	int r;
 
 	if (!res)
 		res = &local;
@@ -887,5 +888,9 @@ int memslot_set_regions(struct memslot_vm *vm,
 		res->nchanges = 0;
 		return 0;
 	}
-	return vm_set_regions(vm, regions, n, false, res);
+	r = vm_set_regions(vm, regions, n, false, res);
+	/* A transaction reports OK on success, even if it changed nothing. */
+	if (!r)
+		res->rule = MEMSLOT_RULE_OK;
+	return r;
 }
