@@ -20,13 +20,17 @@ ensure_packages() {
 		return 0
 	fi
 	echo "deps: installing ${missing[*]}"
+	local as_root=()
 	if [ "$(id -u)" -ne 0 ]; then
-		echo "deps: apt-get needs root: run this script with sudo" >&2
-		return 1
+		if ! command -v sudo >/dev/null; then
+			echo "deps: apt-get needs root: run this script as root" >&2
+			return 1
+		fi
+		as_root=(sudo)
 	fi
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -q
-	apt-get install -y -q --no-install-recommends "${missing[@]}"
+	"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+	"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
 # Enough to build the library and the demo.
