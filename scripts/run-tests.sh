@@ -8,6 +8,8 @@
 #   asan      clang, AddressSanitizer + UBSan: suites unit, stress, kvm
 #   tsan      gcc, ThreadSanitizer: suite stress
 #   valgrind  gcc, every unit test under valgrind
+#   fuzz      libFuzzer (clang, ASan+UBSan): seed corpus, then FUZZ_SECONDS
+#             (default 60) of fuzzing against the reference model
 #   bench     a quick benchmark smoke run, when bench/ defines benchmarks
 # and ends with "run-tests: N passed, M failed, K skipped"; exits non-zero
 # if any build or test failed.  Later sections run even if one fails.
@@ -22,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC=$PWD
 BUILD_ROOT=${BUILD_ROOT:-$SRC/build-ci}
-SECTIONS=${SECTIONS:-gcc clang asan tsan valgrind bench}
+SECTIONS=${SECTIONS:-gcc clang asan tsan valgrind fuzz bench}
 JOBS=${JOBS:-2}
 
 # shellcheck source=scripts/deps.sh
@@ -208,6 +210,17 @@ if want valgrind; then
 		run_suites valgrind -- unit -- --setup valgrind
 	fi
 	section_end valgrind
+fi
+
+if want fuzz; then
+	section_start "fuzz: seed corpus + ${FUZZ_SECONDS:-60} s libFuzzer"
+	if sh fuzz/run.sh "${FUZZ_SECONDS:-60}" "$BUILD_ROOT/fuzz"; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+		problems+=("fuzz")
+	fi
+	section_end fuzz
 fi
 
 # ---- benchmark hook --------------------------------------------------------

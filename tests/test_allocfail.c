@@ -1,0 +1,533 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Allocation failure: every operation that allocates is run with an
+ * allocator that fails its Nth allocation, for N = 0, 1, ... until the
+ * operation no longer needs the failing allocation and succeeds.  Each
+ * failure must be -ENOMEM with rule MEMSLOT_RULE_NOMEM and leave the VM
+ * exactly as it was (layout with slot pointers, generations, lookups, hva
+ * walk, lowest free id, counts); the same operation must then succeed with
+ * a working allocator and reach the same state as a run that never failed;
+ * and the VM must give back every byte when destroyed.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <memslot/memslot.h>
+
+#define PAGE 4096ull
+#define NR_AS 2
+
+/* The allocator under test: counts calls and bytes, fails call @fail_at. */
+struct failer {
+	long calls;
+	long fail_at;		/* -1: never fail */
+	size_t live;
+};
+
+static void *fail_malloc(void *ctx, size_t size)
+{
+	struct failer *f = ctx;
+	void *p;
+
+	if (f->calls++ == f->fail_at)
+		return NULL;
+	p = malloc(size);
+	if (p)
+		f->live += size;
+	return p;
+}
+
+static void fail_free(void *ctx, void *ptr, size_t size)
+{
+	struct failer *f = ctx;
+
+	assert_true(f->live >= size);
+	f->live -= size;
+	free(ptr);
+}
+
+static struct failer failer = { .fail_at = -1 };
+static const struct memslot_allocator failing = {
+	.size = sizeof(struct memslot_allocator),
+	.malloc = fail_malloc,
+	.free = fail_free,
+	.ctx = &failer,
+};
+
+static unsigned long cases;	/* (operation, N) pairs run */
+
+static void arm(long n)
+{
+	failer.calls = 0;
+	failer.fail_at = n;
+}
+
+static void disarm(void)
+{
+	failer.fail_at = -1;
+}
+
+static void config(struct memslot_config *cfg)
+{
+	memslot_config_init_x86_64(cfg);
+	cfg->nr_as = NR_AS;
+	cfg->rcu = memslot_rcu_none();
+	cfg->alloc = &failing;
+}
+
+/* ---- the observable state of a VM, as a vector of numbers ------------ */
+
+/* @pointers: record slot pointers (within one VM), or only whether a
+ * lookup found a slot (to compare with another VM). */
+struct snap {
+	uint64_t *v;
+	size_t n, cap;
+	bool pointers;
+};
+
+static void put(struct snap *s, uint64_t x)
+{
+	if (s->n == s->cap) {
+		s->cap = s->cap ? 2 * s->cap : 256;
+		s->v = realloc(s->v, s->cap * sizeof(*s->v));
+		assert_non_null(s->v);
+	}
+	s->v[s->n++] = x;
+}
+
+static void put_slot(struct snap *s, const struct memslot_slot *slot)
+{
+	put(s, s->pointers ? (uintptr_t)slot : slot != NULL);
+	if (!slot)
+		return;
+	put(s, memslot_slot_base_gfn(slot));
+	put(s, memslot_slot_npages(slot));
+	put(s, memslot_slot_hva(slot));
+	put(s, memslot_slot_flags(slot));
+	put(s, memslot_slot_id(slot));
+	put(s, memslot_slot_as_id(slot));
+	put(s, (uintptr_t)memslot_slot_user_data(slot));
+}
+
+/* Lookups of every slot's first, last and next gfn, and of its id. */
+static void snap_lookups(struct snap *s, struct memslot_vm *vm,
+			 unsigned int as_id)
+{
+	struct memslot_gfn_iter it;
+	const struct memslot_slot *slot;
+	uint64_t probes[64];
+	size_t n = 0;
+
+	memslot_gfn_iter_init(&it, vm, as_id, 0, UINT64_MAX);
+	while ((slot = memslot_gfn_iter_next(&it)) && n + 3 <= 64) {
+		uint64_t b = memslot_slot_base_gfn(slot);
+
+		probes[n++] = b;
+		probes[n++] = b + memslot_slot_npages(slot) - 1;
+		probes[n++] = b + memslot_slot_npages(slot);
+		put_slot(s, memslot_id_to_slot(vm, as_id,
+					       memslot_slot_id(slot)));
+	}
+	for (size_t i = 0; i < n; i++) {
+		put_slot(s, memslot_gfn_to_slot(vm, as_id, probes[i]));
+		put_slot(s, memslot_search(vm, as_id, probes[i], true));
+	}
+}
+
+static void snap_as(struct snap *s, struct memslot_vm *vm,
+		    unsigned int as_id)
+{
+	struct memslot_gfn_iter it;
+	const struct memslot_slot *slot;
+	struct memslot_stats st;
+	uint32_t id = 0;
+
+	put(s, memslot_generation(vm, as_id));
+	memslot_read_lock(vm);
+	memslot_gfn_iter_init(&it, vm, as_id, 0, UINT64_MAX);
+	while ((slot = memslot_gfn_iter_next(&it)))
+		put_slot(s, slot);
+	put(s, UINT64_MAX);
+	snap_lookups(s, vm, as_id);
+	memslot_read_unlock(vm);
+	put(s, (uint64_t)memslot_lowest_free_id(vm, as_id, &id));
+	put(s, id);
+	assert_int_equal(memslot_vm_stats(vm, as_id, &st), 0);
+	put(s, st.used_ids);
+	put(s, st.free_user_ids);
+	put(s, st.total_pages);
+	/* the library's byte count follows the allocator's */
+	assert_int_equal(st.bytes, failer.live);
+}
+
+static void snap_take(struct snap *s, struct memslot_vm *vm)
+{
+	struct memslot_hva_iter it;
+	struct memslot_hva_hit hit;
+
+	s->n = 0;
+	for (unsigned int as_id = 0; as_id < NR_AS; as_id++)
+		snap_as(s, vm, as_id);
+	memslot_read_lock(vm);
+	memslot_hva_iter_init(&it, vm, 0, UINT64_MAX);
+	while (memslot_hva_iter_next(&it, &hit)) {
+		put_slot(s, hit.slot);
+		put(s, hit.hva_start);
+		put(s, hit.hva_end);
+		put(s, hit.gfn_start);
+		put(s, hit.gfn_end);
+	}
+	memslot_read_unlock(vm);
+}
+
+static bool snap_equal(const struct snap *a, const struct snap *b)
+{
+	return a->n == b->n && !memcmp(a->v, b->v, a->n * sizeof(*a->v));
+}
+
+/* ---- scenarios: a setup and one operation ---------------------------- */
+
+static struct memslot_region reg(unsigned int as_id, uint32_t id,
+				 uint32_t flags, uint64_t gfn,
+				 uint64_t npages, uint64_t hva_page)
+{
+	struct memslot_region r = {
+		.slot = as_id << 16 | id,
+		.flags = flags,
+		.guest_phys_addr = gfn * PAGE,
+		.memory_size = npages * PAGE,
+		.userspace_addr = hva_page * PAGE,
+		.user_data = (void *)(uintptr_t)(id + 1),
+	};
+
+	return r;
+}
+
+struct scenario {
+	const char *name;
+	unsigned int nslots;		/* setup: slots 0..nslots-1 in AS 0 */
+	struct memslot_region req[4];	/* the operation */
+	size_t nreq;			/* 1: memslot_set_region */
+	bool internal;
+	enum memslot_rule want;		/* rule of the successful run */
+};
+
+/* Slots 0..n-1 in AS 0 (4 pages each, gfn 8i, logging on even ids) and
+ * slot 0 of AS 1, so a failure in one space can be seen not to touch the
+ * other. */
+static struct memslot_vm *setup(unsigned int n)
+{
+	struct memslot_config cfg;
+	struct memslot_vm *vm;
+	struct memslot_region r;
+
+	config(&cfg);
+	disarm();
+	assert_int_equal(memslot_vm_create(&cfg, &vm), 0);
+	for (uint32_t id = 0; id < n; id++) {
+		r = reg(0, id, id % 2 ? 0 : MEMSLOT_MEM_LOG_DIRTY_PAGES,
+			8ull * id, 4, 1000 + 8ull * id);
+		assert_int_equal(memslot_set_region(vm, &r, NULL), 0);
+	}
+	r = reg(1, 0, 0, 0, 16, 1000);
+	assert_int_equal(memslot_set_region(vm, &r, NULL), 0);
+	return vm;
+}
+
+static int run_op(struct memslot_vm *vm, const struct scenario *sc,
+		  enum memslot_rule *rule, size_t *failed)
+{
+	struct memslot_txn_result res = { 0 };
+	int r;
+
+	*failed = 0;
+	if (sc->nreq > 1) {
+		r = memslot_set_regions(vm, sc->req, sc->nreq, &res);
+		*rule = res.rule;
+		*failed = res.failed;
+		return r;
+	}
+	if (sc->internal)
+		return memslot_set_internal_region(vm, sc->req, rule);
+	return memslot_set_region(vm, sc->req, rule);
+}
+
+/* The state after @sc with an allocator that never fails. */
+static void reference(const struct scenario *sc, struct snap *after)
+{
+	struct memslot_vm *vm = setup(sc->nslots);
+	enum memslot_rule rule;
+	size_t failed;
+
+	assert_int_equal(run_op(vm, sc, &rule, &failed), 0);
+	assert_int_equal(rule, sc->want);
+	snap_take(after, vm);
+	memslot_vm_destroy(vm);
+	assert_int_equal(failer.live, 0);
+}
+
+/* One (operation, N) case.  Return: the operation succeeded at once. */
+static bool one_case(const struct scenario *sc, long n,
+		     const struct snap *want_after)
+{
+	struct snap before = { .pointers = true }, now = { .pointers = true };
+	struct memslot_vm *vm = setup(sc->nslots);
+	enum memslot_rule rule = MEMSLOT_RULE_OK;
+	size_t failed;
+	int r, first;
+
+	snap_take(&before, vm);
+	arm(n);
+	first = r = run_op(vm, sc, &rule, &failed);
+	disarm();
+	cases++;
+	if (r) {
+		if (r != -ENOMEM || rule != MEMSLOT_RULE_NOMEM)
+			fail_msg("%s, N=%ld: %d rule %d", sc->name, n, r, rule);
+		if (sc->nreq > 1)
+			assert_int_equal(failed, sc->nreq);
+		snap_take(&now, vm);
+		if (!snap_equal(&before, &now))
+			fail_msg("%s, N=%ld: state changed by a failed op",
+				 sc->name, n);
+		r = run_op(vm, sc, &rule, &failed);
+		if (r)
+			fail_msg("%s, N=%ld: retry gave %d", sc->name, n, r);
+	}
+	assert_int_equal(rule, sc->want);
+	now.pointers = false;
+	snap_take(&now, vm);
+	if (!snap_equal(want_after, &now))
+		fail_msg("%s, N=%ld: end state differs", sc->name, n);
+	memslot_vm_destroy(vm);
+	assert_int_equal(failer.live, 0);
+	free(before.v);
+	free(now.v);
+	return !first;
+}
+
+/* N = 0, 1, ... until the operation gets through. */
+static void run_scenario(const struct scenario *sc)
+{
+	struct snap after = { 0 };
+	long n = 0;
+
+	reference(sc, &after);
+	while (!one_case(sc, n, &after)) {
+		n++;
+		assert_true(n < 10000);
+	}
+	printf("  %-28s %ld failing allocation points\n", sc->name, n);
+	free(after.v);
+}
+
+#define ONE(...) .req = { __VA_ARGS__ }, .nreq = 1
+#define TXN(k, ...) .req = { __VA_ARGS__ }, .nreq = (k)
+
+static void test_single_ops(void **state)
+{
+	const struct scenario sc[] = {
+		{ "create", 3, ONE(reg(0, 10, 0, 100, 8, 5000)),
+		  .want = MEMSLOT_RULE_OK },
+		{ "create logging", 3,
+		  ONE(reg(0, 10, MEMSLOT_MEM_LOG_DIRTY_PAGES, 100, 8, 5000)),
+		  .want = MEMSLOT_RULE_OK },
+		{ "create in AS 1", 3, ONE(reg(1, 7, 0, 100, 8, 5000)),
+		  .want = MEMSLOT_RULE_OK },
+		{ "delete", 3, ONE(reg(0, 1, 0, 0, 0, 0)),
+		  .want = MEMSLOT_RULE_OK },
+		{ "move", 3, ONE(reg(0, 1, 0, 200, 4, 1008)),
+		  .want = MEMSLOT_RULE_OK },
+		{ "move onto own range", 3, ONE(reg(0, 1, 0, 10, 4, 1008)),
+		  .want = MEMSLOT_RULE_OK },
+		{ "flags only", 3,
+		  ONE(reg(0, 1, MEMSLOT_MEM_LOG_DIRTY_PAGES, 8, 4, 1008)),
+		  .want = MEMSLOT_RULE_OK },
+		{ "no-op", 3, ONE(reg(0, 1, 0, 8, 4, 1008)),
+		  .want = MEMSLOT_RULE_NOOP },
+		{ "internal create", 3, ONE(reg(0, 32765, 0, 300, 4, 9000)),
+		  .internal = true, .want = MEMSLOT_RULE_OK },
+		{ "internal delete", 0, ONE(reg(1, 0, 0, 0, 0, 0)),
+		  .internal = true, .want = MEMSLOT_RULE_OK },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(sc) / sizeof(sc[0]); i++)
+		run_scenario(&sc[i]);
+}
+
+static void test_transactions(void **state)
+{
+	const struct scenario sc[] = {
+		/* slot 1 (gfn 8..11) becomes slots 1 (8..9) and 5 (10..11) */
+		{ "txn split", 3,
+		  TXN(3, reg(0, 1, 0, 0, 0, 0), reg(0, 1, 0, 8, 2, 1008),
+		      reg(0, 5, 0, 10, 2, 1010)),
+		  .want = MEMSLOT_RULE_OK },
+		/* slots 1 and 2 (gfn 8..19 with the hole) become one */
+		{ "txn merge", 3,
+		  TXN(3, reg(0, 2, 0, 0, 0, 0), reg(0, 1, 0, 0, 0, 0),
+		      reg(0, 1, 0, 8, 12, 1008)),
+		  .want = MEMSLOT_RULE_OK },
+		{ "txn resize", 3,
+		  TXN(2, reg(0, 2, 0, 0, 0, 0), reg(0, 2, 0, 16, 8, 1016)),
+		  .want = MEMSLOT_RULE_OK },
+		{ "txn create two", 3,
+		  TXN(2, reg(0, 20, 0, 500, 1, 1), reg(0, 21, 0, 501, 1, 2)),
+		  .want = MEMSLOT_RULE_OK },
+		{ "txn move and flags", 3,
+		  TXN(2, reg(0, 1, 0, 600, 4, 1008), reg(0, 2, 0, 16, 4, 1016)),
+		  .want = MEMSLOT_RULE_OK },
+		{ "txn four", 4,
+		  TXN(4, reg(0, 3, 0, 0, 0, 0), reg(0, 0, 0, 700, 4, 1000),
+		      reg(0, 9, 0, 24, 4, 1), reg(0, 1, 0, 8, 4, 1008)),
+		  .want = MEMSLOT_RULE_OK },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(sc) / sizeof(sc[0]); i++)
+		run_scenario(&sc[i]);
+}
+
+/* Creates and deletes where the id table grows (uthash doubles at 4 items
+ * per bucket from 32 buckets: 128, 256, 512) and the B+ trees split or
+ * merge (16 keys per node: 16/17, 256/257). */
+static void test_growth_points(void **state)
+{
+	static const unsigned int sizes[] = { 15, 16, 17, 127, 128, 129,
+					      255, 256, 257, 511, 512, 513 };
+	char names[2][sizeof(sizes) / sizeof(sizes[0])][40];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		unsigned int k = sizes[i];
+		struct scenario create = {
+			names[0][i], k, ONE(reg(0, k, 0, 8ull * k, 4, 7)),
+			.want = MEMSLOT_RULE_OK,
+		};
+		struct scenario del = {
+			names[1][i], k, ONE(reg(0, k - 1, 0, 0, 0, 0)),
+			.want = MEMSLOT_RULE_OK,
+		};
+
+		snprintf(names[0][i], sizeof(names[0][i]), "create at %u", k);
+		snprintf(names[1][i], sizeof(names[1][i]), "delete at %u", k);
+		run_scenario(&create);
+		run_scenario(&del);
+	}
+}
+
+static void test_vcpu_create(void **state)
+{
+	struct memslot_vm *vm;
+	long n;
+
+	(void)state;
+	for (n = 0;; n++) {
+		struct memslot_vcpu *vcpu = NULL;
+		struct snap before = { .pointers = true };
+		struct snap now = { .pointers = true };
+		int r;
+
+		vm = setup(3);
+		snap_take(&before, vm);
+		arm(n);
+		r = memslot_vcpu_create(vm, &vcpu);
+		disarm();
+		cases++;
+		snap_take(&now, vm);
+		assert_true(snap_equal(&before, &now));
+		if (r) {
+			assert_int_equal(r, -ENOMEM);
+			assert_int_equal(memslot_vcpu_create(vm, &vcpu), 0);
+		}
+		memslot_read_lock(vm);
+		assert_non_null(memslot_vcpu_gfn_to_slot(vcpu, 0, 9));
+		memslot_read_unlock(vm);
+		memslot_vcpu_destroy(vcpu);
+		memslot_vm_destroy(vm);
+		assert_int_equal(failer.live, 0);
+		free(before.v);
+		free(now.v);
+		if (!r)
+			break;
+	}
+	printf("  %-28s %ld failing allocation points\n", "vcpu create", n);
+}
+
+static void vm_create_case(unsigned int nr_as, const char *name)
+{
+	struct memslot_config cfg;
+	long n;
+
+	config(&cfg);
+	cfg.nr_as = nr_as;
+	for (n = 0;; n++) {
+		struct memslot_vm *vm = NULL;
+		struct memslot_region r = reg(nr_as - 1, 1, 0, 0, 4, 1);
+		int err;
+
+		arm(n);
+		err = memslot_vm_create(&cfg, &vm);
+		disarm();
+		cases++;
+		if (err) {
+			assert_int_equal(err, -ENOMEM);
+			assert_null(vm);
+			assert_int_equal(failer.live, 0);
+			assert_int_equal(memslot_vm_create(&cfg, &vm), 0);
+		}
+		/* the VM works */
+		assert_int_equal(memslot_set_region(vm, &r, NULL), 0);
+		memslot_vm_destroy(vm);
+		assert_int_equal(failer.live, 0);
+		if (!err)
+			break;
+	}
+	printf("  %-28s %ld failing allocation points\n", name, n);
+}
+
+static void test_vm_create(void **state)
+{
+	(void)state;
+	vm_create_case(1, "vm create (1 AS)");
+	vm_create_case(2, "vm create (2 AS)");
+}
+
+static int report_cases(void **state)
+{
+	(void)state;
+	printf("%lu (operation, N) cases\n", cases);
+	return 0;
+}
+
+/* A failed test leaks its VM; start the next one from a clean count. */
+static int reset(void **state)
+{
+	(void)state;
+	disarm();
+	failer.live = 0;
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(test_single_ops, reset),
+		cmocka_unit_test_setup(test_transactions, reset),
+		cmocka_unit_test_setup(test_growth_points, reset),
+		cmocka_unit_test_setup(test_vcpu_create, reset),
+		cmocka_unit_test_setup(test_vm_create, reset),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, report_cases);
+}
