@@ -11,6 +11,21 @@
  * Conventions: functions that change state return 0 or a negative errno;
  * lookups return a pointer or NULL.  Addresses are uint64_t: gfn (guest
  * frame number), npages, hva (host virtual address).  Ranges are half-open.
+ *
+ * Bad input:
+ *  - setup and writer calls (memslot_vm_create, the set-region calls,
+ *    memslot_vm_stats, memslot_lowest_free_id, memslot_vcpu_create) check
+ *    their pointers and return -EINVAL for NULL; a refused request changes
+ *    nothing;
+ *  - destroy calls accept NULL;
+ *  - the read side (read lock/unlock, lookups, translation, accessors,
+ *    iterator steps) takes pointers as given, with no NULL check: a check
+ *    would be paid by every guest access.  Untrusted numbers are checked:
+ *    an out-of-range address space gives NULL, 0 or an empty walk, an empty
+ *    or reversed range an empty walk, and indexes are clamped
+ *    speculation-safely;
+ *  - misuse: a writer call inside a read section would wait for itself
+ *    forever; builds without NDEBUG return -EBUSY instead.
  */
 #ifndef MEMSLOT_MEMSLOT_H
 #define MEMSLOT_MEMSLOT_H
@@ -435,7 +450,12 @@ int memslot_slot_gfn_to_hva(const struct memslot_slot *slot, uint64_t gfn,
 int memslot_gfn_to_hva(struct memslot_vm *vm, unsigned int as_id,
 		       uint64_t gfn, bool write, uint64_t *hva);
 
-/* ---- slot accessors: the slot must be reachable (read section) ------- */
+/*
+ * ---- slot accessors ------------------------------------------------------
+ * @slot: a slot from a lookup, still reachable (same read section, or the
+ * writer thread); not NULL.  Slot objects never change: a change makes a
+ * new one.
+ */
 
 uint64_t memslot_slot_base_gfn(const struct memslot_slot *slot);
 uint64_t memslot_slot_npages(const struct memslot_slot *slot);
