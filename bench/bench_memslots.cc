@@ -1,0 +1,1068 @@
+// SPDX-License-Identifier: MIT
+//
+// bench_memslots: libmemslot against the slot indexes VMMs use otherwise
+// (bench/baselines.h), on the tests of the scalable-memslots and per-vCPU
+// cache seeds.  Names: memslots/<test>/<impl>/<slots>.
+//
+// Layout: N slots of 512 pages (2 MiB) with 4-page gaps, slot i having id
+// i and base gfn 16 + i * 516; their hva regions are 2 MiB + 16 KiB apart
+// in a shuffled order, so hva order differs from gfn order.
+//
+// Counters: "ops" is the number of operations one iteration does (the
+// time per op is real_time / ops); write tests time the operation itself
+// with their own clock, without the inverse operation that restores the
+// layout, and report it as "op_ns".  "bytes_per_slot" is the memory an
+// index holds divided by N.  Every test checks its results and fails with
+// an error message on a mismatch.
+//
+// MEMSLOT_BENCH_QUICK=1 in the environment (or --quick) selects a short
+// run over 64 and 509 slots, for smoke tests.
+
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <malloc.h>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <memslot/memslot.h>
+
+#include "baselines.h"
+
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kSlotPages = 512;
+constexpr uint64_t kGapPages = 4;
+constexpr uint64_t kStridePages = kSlotPages + kGapPages;
+constexpr uint64_t kFirstGfn = 16;
+constexpr uint64_t kSlotBytes = kSlotPages * kPage;
+constexpr uint64_t kHvaStride = kStridePages * kPage;
+constexpr uint64_t kHvaBase = 1ull << 32;
+constexpr uint64_t k2M = 2ull << 20;
+constexpr uint32_t kMaxIds = 32764;	// user ids of the x86-64 profile
+constexpr int kVcpus = 64;
+constexpr size_t kSeq = 1 << 16;	// lookup inputs per pattern
+constexpr size_t kQueries = 1 << 12;	// random hva range queries
+constexpr int kBatch = 256;		// lookups per iteration
+constexpr int kHvaBatch = 16;		// random hva queries per iteration
+
+const int kSlotCounts[] = {10, 30, 50, 64, 100, 509, 4096, 32764};
+
+// ---- layout and inputs ------------------------------------------------
+
+struct Layout {
+	int n;
+	std::vector<base_slot> slots;	// sorted by gfn; slots[i].id == i
+	std::vector<uint64_t> rand_gfn, run_gfn;
+	std::vector<uint32_t> rand_idx, run_idx;
+	std::vector<uint64_t> q4k, q2m;	// random hva range starts
+	std::vector<uint64_t> q4k_pages, q2m_pages;
+
+	uint64_t hva_end() const { return kHvaBase + n * kHvaStride; }
+};
+
+// Pages of all slots below @hva (an hva in the area, page aligned).
+uint64_t pages_below(uint64_t hva)
+{
+	uint64_t p = hva - kHvaBase;
+
+	return p / kHvaStride * kSlotPages +
+	       std::min(p % kHvaStride, kSlotBytes) / kPage;
+}
+
+void make_slots(Layout &l, std::mt19937_64 &rng)
+{
+	std::vector<uint64_t> perm(l.n);
+
+	for (int i = 0; i < l.n; i++)
+		perm[i] = i;
+	std::shuffle(perm.begin(), perm.end(), rng);
+	for (int i = 0; i < l.n; i++) {
+		base_slot s{};
+		s.base_gfn = kFirstGfn + i * kStridePages;
+		s.npages = kSlotPages;
+		s.hva = kHvaBase + perm[i] * kHvaStride;
+		s.id = i;
+		l.slots.push_back(s);
+	}
+}
+
+void make_lookups(Layout &l, std::mt19937_64 &rng)
+{
+	for (size_t i = 0; i < kSeq; i++) {
+		uint32_t idx = rng() % l.n;
+
+		l.rand_idx.push_back(idx);
+		l.rand_gfn.push_back(l.slots[idx].base_gfn + rng() % kSlotPages);
+	}
+	for (size_t i = 0; i < kSeq; i += 64) {
+		uint32_t idx = rng() % l.n;
+		uint64_t start = l.slots[idx].base_gfn + rng() % (kSlotPages - 64);
+
+		for (uint64_t k = 0; k < 64; k++) {
+			l.run_idx.push_back(idx);
+			l.run_gfn.push_back(start + k);
+		}
+	}
+}
+
+void make_queries(Layout &l, std::mt19937_64 &rng, uint64_t len,
+		  std::vector<uint64_t> &q, std::vector<uint64_t> &pages)
+{
+	uint64_t span = (l.hva_end() - kHvaBase - len) / kPage + 1;
+
+	for (size_t i = 0; i < kQueries; i++) {
+		uint64_t start = kHvaBase + rng() % span * kPage;
+
+		q.push_back(start);
+		pages.push_back(pages_below(start + len) - pages_below(start));
+	}
+}
+
+const Layout &layout(int n)
+{
+	static std::map<int, std::unique_ptr<Layout>> cache;
+	auto &l = cache[n];
+
+	if (!l) {
+		std::mt19937_64 rng(0x6d656d736c6f74ull + n);
+
+		l = std::make_unique<Layout>();
+		l->n = n;
+		make_slots(*l, rng);
+		make_lookups(*l, rng);
+		make_queries(*l, rng, kPage, l->q4k, l->q4k_pages);
+		make_queries(*l, rng, k2M, l->q2m, l->q2m_pages);
+	}
+	return *l;
+}
+
+// ---- implementations -----------------------------------------------------
+
+// The baselines, all with the same members.  They have no read sections,
+// no per-vCPU caches and no grace periods.
+#define BASELINE_IMPL(NAME)						\
+	class Impl_##NAME {						\
+	public:								\
+		static const char *name() { return #NAME; }		\
+		static constexpr bool kGP = false;			\
+		Impl_##NAME() : b_(base_##NAME##_create(kMaxIds))	\
+		{							\
+			if (!b_)					\
+				abort();				\
+		}							\
+		~Impl_##NAME() { base_##NAME##_destroy(b_); }		\
+		Impl_##NAME(const Impl_##NAME &) = delete;		\
+		Impl_##NAME &operator=(const Impl_##NAME &) = delete;	\
+		int load(const base_slot *s, size_t n)			\
+		{							\
+			return base_##NAME##_load(b_, s, n);		\
+		}							\
+		int insert(const base_slot &s)				\
+		{							\
+			return base_##NAME##_insert(b_, &s);		\
+		}							\
+		int remove(uint32_t id)					\
+		{							\
+			return base_##NAME##_remove(b_, id);		\
+		}							\
+		int move(uint32_t id, uint64_t base)			\
+		{							\
+			return base_##NAME##_move(b_, id, base);	\
+		}							\
+		int set_flags(uint32_t id, uint32_t flags)		\
+		{							\
+			return base_##NAME##_set_flags(b_, id, flags);	\
+		}							\
+		void read_begin() {}					\
+		void read_end() {}					\
+		void thread_begin() {}					\
+		void thread_end() {}					\
+		const void *lookup(uint64_t gfn)			\
+		{							\
+			return base_##NAME##_lookup(b_, gfn);		\
+		}							\
+		const void *lookup_vcpu(int, uint64_t gfn)		\
+		{							\
+			return lookup(gfn);				\
+		}							\
+		bool gfn_to_hva(uint64_t gfn, uint64_t *hva)		\
+		{							\
+			const base_slot *s = base_##NAME##_lookup(b_, gfn); \
+			if (!s)						\
+				return false;				\
+			*hva = s->hva + ((gfn - s->base_gfn) << 12);	\
+			return true;					\
+		}							\
+		const void *by_id(uint32_t id)				\
+		{							\
+			return base_##NAME##_by_id(b_, id);		\
+		}							\
+		uint64_t hva_pages(uint64_t start, uint64_t end)	\
+		{							\
+			return base_##NAME##_hva_pages(b_, start, end);	\
+		}							\
+		size_t bytes() { return base_##NAME##_bytes(b_); }	\
+	private:							\
+		base_##NAME *b_;					\
+	};
+
+BASELINE_IMPL(array)
+BASELINE_IMPL(rbtree)
+BASELINE_IMPL(bsearch)
+
+memslot_region to_region(const base_slot &s)
+{
+	memslot_region r{};
+
+	r.slot = s.id;
+	r.flags = s.flags;
+	r.guest_phys_addr = s.base_gfn * kPage;
+	r.memory_size = s.npages * kPage;
+	r.userspace_addr = s.hva;
+	r.user_data = s.user_data;
+	return r;
+}
+
+// liburcu registration is per thread, not per VM: do it once.
+void register_reader_once(memslot_vm *vm)
+{
+	static bool done;
+
+	if (!done)
+		memslot_thread_register(vm);
+	done = true;
+}
+
+enum class Cache { set, vcpu, none };
+
+// libmemslot through its public API.  GP: the default backend (liburcu
+// memb, a grace period per swap); otherwise memslot_rcu_none().
+template <Cache C, bool GP>
+class MemslotImpl {
+public:
+	static const char *name()
+	{
+		if (C == Cache::vcpu)
+			return "libmemslot-vcpu";
+		if (C == Cache::none)
+			return "libmemslot-nocache";
+		return GP ? "libmemslot" : "libmemslot-nogp";
+	}
+	static constexpr bool kGP = GP;
+
+	MemslotImpl() : regs_(kMaxIds)
+	{
+		memslot_config cfg;
+
+		memslot_config_init_x86_64(&cfg);
+		cfg.rcu = GP ? nullptr : memslot_rcu_none();
+		if (memslot_vm_create(&cfg, &vm_))
+			abort();
+		if (GP)
+			register_reader_once(vm_);
+		vcpus_.resize(C == Cache::vcpu ? kVcpus : 0);
+		for (auto &v : vcpus_)
+			if (memslot_vcpu_create(vm_, &v))
+				abort();
+	}
+	~MemslotImpl()
+	{
+		for (auto v : vcpus_)
+			memslot_vcpu_destroy(v);
+		memslot_vm_destroy(vm_);
+	}
+	MemslotImpl(const MemslotImpl &) = delete;
+	MemslotImpl &operator=(const MemslotImpl &) = delete;
+
+	memslot_vm *vm() { return vm_; }
+
+	int load(const base_slot *s, size_t n)
+	{
+		std::vector<memslot_region> r(n);
+
+		for (size_t i = 0; i < n; i++)
+			r[i] = regs_[s[i].id] = to_region(s[i]);
+		return memslot_set_regions(vm_, r.data(), n, nullptr);
+	}
+	int insert(const base_slot &s)
+	{
+		regs_[s.id] = to_region(s);
+		return memslot_set_region(vm_, &regs_[s.id], nullptr);
+	}
+	int remove(uint32_t id)
+	{
+		memslot_region r = regs_[id];
+
+		r.memory_size = 0;
+		return memslot_set_region(vm_, &r, nullptr);
+	}
+	int move(uint32_t id, uint64_t base)
+	{
+		memslot_region r = regs_[id];
+
+		r.guest_phys_addr = base * kPage;
+		return update(r);
+	}
+	int set_flags(uint32_t id, uint32_t flags)
+	{
+		memslot_region r = regs_[id];
+
+		r.flags = flags;
+		return update(r);
+	}
+
+	void read_begin() { memslot_read_lock(vm_); }
+	void read_end() { memslot_read_unlock(vm_); }
+	// Registration is counted per thread, so a benchmark thread may
+	// register even if it is the one that set the VM up.
+	void thread_begin()
+	{
+		if (GP)
+			memslot_thread_register(vm_);
+	}
+	void thread_end()
+	{
+		if (GP)
+			memslot_thread_unregister(vm_);
+	}
+
+	const void *lookup(uint64_t gfn)
+	{
+		if (C == Cache::vcpu)
+			return memslot_vcpu_gfn_to_slot(vcpus_[0], 0, gfn);
+		if (C == Cache::none)
+			return memslot_search(vm_, 0, gfn, false);
+		return memslot_gfn_to_slot(vm_, 0, gfn);
+	}
+	const void *lookup_vcpu(int v, uint64_t gfn)
+	{
+		if (C == Cache::vcpu)
+			return memslot_vcpu_gfn_to_slot(vcpus_[v], 0, gfn);
+		return lookup(gfn);
+	}
+	bool gfn_to_hva(uint64_t gfn, uint64_t *hva)
+	{
+		if (C == Cache::set)
+			return memslot_gfn_to_hva(vm_, 0, gfn, false, hva) == 0;
+		return memslot_slot_gfn_to_hva(
+			static_cast<const memslot_slot *>(lookup(gfn)), gfn,
+			false, hva) == 0;
+	}
+	const void *by_id(uint32_t id)
+	{
+		const void *s;
+
+		memslot_read_lock(vm_);
+		s = memslot_id_to_slot(vm_, 0, id);
+		memslot_read_unlock(vm_);
+		return s;
+	}
+	uint64_t hva_pages(uint64_t start, uint64_t end)
+	{
+		memslot_hva_iter it;
+		memslot_hva_hit hit;
+		uint64_t pages = 0;
+
+		memslot_hva_iter_init(&it, vm_, start, end);
+		while (memslot_hva_iter_next(&it, &hit))
+			pages += hit.gfn_end - hit.gfn_start;
+		return pages;
+	}
+	size_t bytes()
+	{
+		memslot_stats st{};
+
+		return memslot_vm_stats(vm_, 0, &st) ? 0 : st.bytes;
+	}
+
+private:
+	int update(const memslot_region &r)
+	{
+		int err = memslot_set_region(vm_, &r, nullptr);
+
+		if (!err)
+			regs_[r.slot] = r;
+		return err;
+	}
+
+	memslot_vm *vm_ = nullptr;
+	std::vector<memslot_vcpu *> vcpus_;
+	std::vector<memslot_region> regs_;	// what each id was set to
+};
+
+using Libmemslot = MemslotImpl<Cache::set, true>;
+using LibmemslotNogp = MemslotImpl<Cache::set, false>;
+using LibmemslotVcpu = MemslotImpl<Cache::vcpu, true>;
+using LibmemslotNocache = MemslotImpl<Cache::none, true>;
+
+// ---- fixtures: one loaded index at a time, reused across the runs of a
+// benchmark (Google Benchmark calls a benchmark several times) ----------
+
+struct FixtureBase {
+	virtual ~FixtureBase() = default;
+};
+
+template <class I>
+struct Fixture : FixtureBase {
+	I impl;
+};
+
+std::unique_ptr<FixtureBase> g_fixture;
+std::string g_fixture_key;
+
+template <class I>
+I *fixture(int n)
+{
+	std::string key = std::string(I::name()) + "/" + std::to_string(n);
+
+	if (key != g_fixture_key) {
+		const Layout &l = layout(n);
+
+		g_fixture.reset();
+		g_fixture_key.clear();
+		auto f = std::make_unique<Fixture<I>>();
+		if (f->impl.load(l.slots.data(), l.slots.size()))
+			return nullptr;
+		g_fixture = std::move(f);
+		g_fixture_key = key;
+	}
+	return &static_cast<Fixture<I> *>(g_fixture.get())->impl;
+}
+
+// The slot objects an index returns for each slot of the layout.
+template <class I>
+bool expected_slots(I &impl, int n, std::vector<const void *> &want)
+{
+	want.resize(n);
+	for (int i = 0; i < n; i++) {
+		want[i] = impl.by_id(i);
+		if (!want[i])
+			return false;
+	}
+	return true;
+}
+
+using Clock = std::chrono::steady_clock;
+
+double ns_since(Clock::time_point t0)
+{
+	return std::chrono::duration<double, std::nano>(Clock::now() - t0)
+		.count();
+}
+
+void set_op_ns(benchmark::State &st, double total_ns)
+{
+	st.counters["ops"] = 1;
+	st.counters["op_ns"] =
+		st.iterations() ? total_ns / (double)st.iterations() : 0;
+}
+
+// ---- lookups ----------------------------------------------------------
+
+enum class Pattern { random, run64 };
+
+template <class I>
+void bm_lookup(benchmark::State &st, int n, Pattern p)
+{
+	const Layout &l = layout(n);
+	const auto &gfn = p == Pattern::random ? l.rand_gfn : l.run_gfn;
+	const auto &idx = p == Pattern::random ? l.rand_idx : l.run_idx;
+	std::vector<const void *> want;
+	I *impl = fixture<I>(n);
+	uint64_t bad = 0;
+	size_t pos = 0;
+
+	if (!impl || !expected_slots(*impl, n, want)) {
+		st.SkipWithError("setup failed");
+		return;
+	}
+	for (auto _ : st) {
+		impl->read_begin();
+		for (int k = 0; k < kBatch; k++) {
+			const void *s = impl->lookup(gfn[pos + k]);
+			bad += s != want[idx[pos + k]];
+		}
+		impl->read_end();
+		pos = (pos + kBatch) & (kSeq - 1);
+	}
+	benchmark::DoNotOptimize(bad);
+	if (bad)
+		st.SkipWithError("lookup returned a wrong slot");
+	st.counters["ops"] = kBatch;
+}
+
+// ---- lookup_vcpu64: vCPU threads, each in its own slot -----------------
+
+// The seed's dirty-log scenario: 64 vCPUs, each touching pages of its own
+// slot, interleaved.  kVcpuThreads threads each run their share of the
+// vCPUs, one lookup per vCPU in turn, so vCPUs sharing the set-wide cache
+// evict each other's entry on every lookup and its line moves between the
+// CPUs, as it does between KVM's vCPU threads.
+constexpr int kVcpuThreads = 2;
+
+template <class I>
+struct VcpuShared {
+	static I *impl;
+	static std::vector<const void *> want;
+};
+template <class I> I *VcpuShared<I>::impl;
+template <class I> std::vector<const void *> VcpuShared<I>::want;
+
+// Runs once before the threads start: fixtures are not thread-safe.
+template <class I>
+void vcpu_setup(const benchmark::State &)
+{
+	I *impl = fixture<I>(kVcpus);
+
+	VcpuShared<I>::impl = impl;
+	if (!impl || !expected_slots(*impl, kVcpus, VcpuShared<I>::want))
+		VcpuShared<I>::impl = nullptr;
+}
+
+template <class I>
+void bm_vcpu_threads(benchmark::State &st)
+{
+	I *impl = VcpuShared<I>::impl;
+	const auto &want = VcpuShared<I>::want;
+	const Layout &l = layout(kVcpus);
+	const int t = st.thread_index(), nt = st.threads();
+	uint64_t bad = 0, off = 0;
+
+	if (!impl) {
+		st.SkipWithError("setup failed");
+		return;
+	}
+	impl->thread_begin();
+	for (auto _ : st) {
+		impl->read_begin();
+		for (int v = t; v < kVcpus; v += nt)
+			bad += impl->lookup_vcpu(v, l.slots[v].base_gfn + off) !=
+			       want[v];
+		impl->read_end();
+		off = off + 1 < kSlotPages ? off + 1 : 0;
+	}
+	impl->thread_end();
+	benchmark::DoNotOptimize(bad);
+	if (bad)
+		st.SkipWithError("lookup returned a wrong slot");
+	st.counters["ops"] = (kVcpus + nt - 1 - t) / nt;
+}
+
+// ---- map: gfn -> hva over every page of the slots, in gfn order --------
+
+template <class I>
+void bm_map(benchmark::State &st, int n)
+{
+	constexpr uint64_t batch = kSlotPages / 2;
+	const Layout &l = layout(n);
+	I *impl = fixture<I>(n);
+	uint64_t cursor = 0, bad = 0;
+
+	if (!impl) {
+		st.SkipWithError("setup failed");
+		return;
+	}
+	for (auto _ : st) {
+		const base_slot &s = l.slots[cursor / kSlotPages];
+		uint64_t off = cursor % kSlotPages, sum = 0, hva = 0;
+
+		impl->read_begin();
+		for (uint64_t k = 0; k < batch; k++) {
+			bad += !impl->gfn_to_hva(s.base_gfn + off + k, &hva);
+			sum += hva;
+		}
+		impl->read_end();
+		// sum over k of s.hva + (off + k) * page
+		bad += sum != batch * s.hva +
+			      kPage * (batch * off + batch * (batch - 1) / 2);
+		cursor += batch;
+		if (cursor == n * kSlotPages)
+			cursor = 0;
+	}
+	benchmark::DoNotOptimize(bad);
+	if (bad)
+		st.SkipWithError("wrong translation");
+	st.counters["ops"] = batch;
+}
+
+// ---- hva ranges: a sweep over the area (unmap) and random queries -------
+
+template <class I>
+void bm_unmap(benchmark::State &st, int n, uint64_t len)
+{
+	const Layout &l = layout(n);
+	uint64_t area = l.hva_end() - kHvaBase;
+	uint64_t queries = len == kPage ? 512 : std::min<uint64_t>(16, area / len);
+	uint64_t cursor = kHvaBase, bad = 0;
+	I *impl = fixture<I>(n);
+
+	if (!impl) {
+		st.SkipWithError("setup failed");
+		return;
+	}
+	for (auto _ : st) {
+		uint64_t pages = 0;
+
+		if (cursor + queries * len > l.hva_end())
+			cursor = kHvaBase;
+		impl->read_begin();
+		for (uint64_t k = 0; k < queries; k++)
+			pages += impl->hva_pages(cursor + k * len,
+						 cursor + (k + 1) * len);
+		impl->read_end();
+		bad += pages != pages_below(cursor + queries * len) -
+				pages_below(cursor);
+		cursor += queries * len;
+	}
+	benchmark::DoNotOptimize(bad);
+	if (bad)
+		st.SkipWithError("wrong page count");
+	st.counters["ops"] = (double)queries;
+}
+
+template <class I>
+void bm_hva_range(benchmark::State &st, int n, uint64_t len)
+{
+	const Layout &l = layout(n);
+	const auto &q = len == kPage ? l.q4k : l.q2m;
+	const auto &want = len == kPage ? l.q4k_pages : l.q2m_pages;
+	I *impl = fixture<I>(n);
+	uint64_t bad = 0;
+	size_t pos = 0;
+
+	if (!impl) {
+		st.SkipWithError("setup failed");
+		return;
+	}
+	for (auto _ : st) {
+		impl->read_begin();
+		for (int k = 0; k < kHvaBatch; k++)
+			bad += impl->hva_pages(q[pos + k], q[pos + k] + len) !=
+			       want[pos + k];
+		impl->read_end();
+		pos = (pos + kHvaBatch) & (kQueries - 1);
+	}
+	benchmark::DoNotOptimize(bad);
+	if (bad)
+		st.SkipWithError("wrong page count");
+	st.counters["ops"] = kHvaBatch;
+}
+
+// ---- slot setup: N creates into an empty index ------------------------
+
+template <class I>
+bool setup_one(I &impl, const Layout &l, bool txn)
+{
+	if (txn)
+		return impl.load(l.slots.data(), l.slots.size()) == 0;
+	for (const base_slot &s : l.slots)
+		if (impl.insert(s))
+			return false;
+	return true;
+}
+
+template <class I>
+void bm_setup(benchmark::State &st, int n, bool txn)
+{
+	const Layout &l = layout(n);
+	double total = 0, bytes = 0;
+	uint64_t bad = 0;
+
+	g_fixture.reset();	// free memory; setup builds its own index
+	g_fixture_key.clear();
+	for (auto _ : st) {
+		auto impl = std::make_unique<I>();
+		Clock::time_point t0 = Clock::now();
+
+		bad += !setup_one(*impl, l, txn);
+		total += ns_since(t0);
+		const void *last = impl->by_id(n - 1);
+		impl->read_begin();
+		bad += !last || impl->lookup(l.slots[n - 1].base_gfn) != last;
+		impl->read_end();
+		bytes = (double)impl->bytes() / n;
+		st.PauseTiming();
+		impl.reset();
+		st.ResumeTiming();
+	}
+	benchmark::DoNotOptimize(bad);
+	if (bad)
+		st.SkipWithError("setup failed");
+	set_op_ns(st, total);
+	st.counters["bytes_per_slot"] = bytes;
+}
+
+// ---- single operations at N slots --------------------------------------
+
+enum class Op { create, remove, flags };
+
+// Create or delete the middle slot; the inverse runs outside op_ns.
+template <class I>
+void bm_create_delete(benchmark::State &st, int n, Op op)
+{
+	const Layout &l = layout(n);
+	const base_slot &mid = l.slots[n / 2];
+	I *impl = fixture<I>(n);
+	double total = 0;
+	uint64_t bad = 0;
+
+	if (!impl) {
+		st.SkipWithError("setup failed");
+		return;
+	}
+	for (auto _ : st) {
+		Clock::time_point t0;
+
+		if (op == Op::create) {
+			bad += impl->remove(mid.id) != 0;
+			t0 = Clock::now();
+			bad += impl->insert(mid) != 0;
+			total += ns_since(t0);
+		} else {
+			t0 = Clock::now();
+			bad += impl->remove(mid.id) != 0;
+			total += ns_since(t0);
+			bad += impl->insert(mid) != 0;
+		}
+	}
+	benchmark::DoNotOptimize(bad);
+	if (bad || !impl->by_id(mid.id))
+		st.SkipWithError("create/delete failed");
+	set_op_ns(st, total);
+}
+
+// Toggle dirty logging on the middle slot: every iteration is one change.
+template <class I>
+void bm_flags(benchmark::State &st, int n)
+{
+	const Layout &l = layout(n);
+	uint32_t id = l.slots[n / 2].id, flags = 0;
+	I *impl = fixture<I>(n);
+	double total = 0;
+	uint64_t bad = 0;
+
+	if (!impl) {
+		st.SkipWithError("setup failed");
+		return;
+	}
+	for (auto _ : st) {
+		Clock::time_point t0 = Clock::now();
+
+		flags ^= MEMSLOT_MEM_LOG_DIRTY_PAGES;
+		bad += impl->set_flags(id, flags) != 0;
+		total += ns_since(t0);
+	}
+	if (flags)
+		bad += impl->set_flags(id, 0) != 0;
+	benchmark::DoNotOptimize(bad);
+	if (bad)
+		st.SkipWithError("flags change failed");
+	set_op_ns(st, total);
+}
+
+// A reader thread looking up gfns of one slot at either of two bases,
+// for the grace-period runs of the move tests.
+class Reader {
+public:
+	Reader(memslot_vm *vm, uint64_t a, uint64_t b)
+		: thread_([this, vm, a, b] { run(vm, a, b); })
+	{
+		// Measure only while the reader is really reading.
+		while (hits_.load() == 0)
+			std::this_thread::yield();
+	}
+	~Reader()
+	{
+		stop_.store(true);
+		thread_.join();
+	}
+	uint64_t hits() const { return hits_.load(); }
+
+private:
+	void run(memslot_vm *vm, uint64_t a, uint64_t b)
+	{
+		uint64_t hits = 0, k = 0;
+
+		memslot_thread_register(vm);
+		while (!stop_.load(std::memory_order_relaxed)) {
+			memslot_read_lock(vm);
+			for (int i = 0; i < 32; i++, k++) {
+				hits += !!memslot_gfn_to_slot(vm, 0, a + k % 512);
+				hits += !!memslot_gfn_to_slot(vm, 0, b + k % 512);
+			}
+			memslot_read_unlock(vm);
+			hits_.store(hits, std::memory_order_relaxed);
+		}
+		memslot_thread_unregister(vm);
+	}
+
+	std::atomic<bool> stop_{false};
+	std::atomic<uint64_t> hits_{0};
+	std::thread thread_;
+};
+
+template <class I>
+std::unique_ptr<Reader> start_reader(I &impl, uint64_t a, uint64_t b)
+{
+	if constexpr (I::kGP)
+		return std::make_unique<Reader>(impl.vm(), a, b);
+	(void)impl, (void)a, (void)b;
+	return nullptr;
+}
+
+// Move the middle slot above every slot and back, one move per iteration.
+// Readers use the moved slot (active) or the first slot (inactive): a
+// reader thread under the grace-period backend, otherwise one lookup per
+// iteration on this thread.
+template <class I>
+void bm_move(benchmark::State &st, int n, bool active)
+{
+	const Layout &l = layout(n);
+	const base_slot &mid = l.slots[n / 2];
+	uint64_t far = kFirstGfn + n * kStridePages;
+	uint64_t read_a = active ? mid.base_gfn : l.slots[0].base_gfn;
+	uint64_t read_b = active ? far : read_a;
+	I *impl = fixture<I>(n);
+	double total = 0;
+	uint64_t bad = 0, hits = 0;
+	bool moved = false;
+
+	if (!impl) {
+		st.SkipWithError("setup failed");
+		return;
+	}
+	auto reader = start_reader(*impl, read_a, read_b);
+	for (auto _ : st) {
+		Clock::time_point t0;
+
+		impl->read_begin();
+		hits += !!impl->lookup(moved ? read_b : read_a);
+		impl->read_end();
+		t0 = Clock::now();
+		bad += impl->move(mid.id, moved ? mid.base_gfn : far) != 0;
+		total += ns_since(t0);
+		moved = !moved;
+	}
+	if (moved)
+		bad += impl->move(mid.id, mid.base_gfn) != 0;
+	if (reader && reader->hits() == 0)
+		bad++;
+	reader.reset();
+	benchmark::DoNotOptimize(hits);
+	if (bad || hits != (uint64_t)st.iterations())
+		st.SkipWithError("move failed");
+	set_op_ns(st, total);
+}
+
+// ---- registration -----------------------------------------------------
+
+void add(const std::string &test, const char *impl, int n,
+	 std::function<void(benchmark::State &)> fn)
+{
+	std::string name = "memslots/" + test + "/" + impl + "/" +
+			   std::to_string(n);
+
+	benchmark::RegisterBenchmark(name.c_str(), fn)
+		->Unit(benchmark::kNanosecond);
+}
+
+template <class I>
+void add_lookups(const std::string &test, Pattern p, int n)
+{
+	add(test, I::name(), n,
+	    [n, p](benchmark::State &st) { bm_lookup<I>(st, n, p); });
+}
+
+template <class... I>
+void add_lookup_tests(const std::string &test, Pattern p, int n)
+{
+	(add_lookups<I>(test, p, n), ...);
+}
+
+template <class I>
+void add_vcpu_threads()
+{
+	std::string name = std::string("memslots/lookup_vcpu64/") + I::name() +
+			   "/" + std::to_string(kVcpus);
+
+	benchmark::RegisterBenchmark(name.c_str(), bm_vcpu_threads<I>)
+		->Setup(vcpu_setup<I>)
+		->Threads(kVcpuThreads)
+		->UseRealTime()
+		->Unit(benchmark::kNanosecond);
+}
+
+template <class I>
+void add_hva(int n)
+{
+	add("unmap", I::name(), n, [n](benchmark::State &st) {
+		bm_unmap<I>(st, n, kPage);
+	});
+	add("unmap_2m", I::name(), n, [n](benchmark::State &st) {
+		bm_unmap<I>(st, n, k2M);
+	});
+	add("hva_range_4k", I::name(), n, [n](benchmark::State &st) {
+		bm_hva_range<I>(st, n, kPage);
+	});
+	add("hva_range_2m", I::name(), n, [n](benchmark::State &st) {
+		bm_hva_range<I>(st, n, k2M);
+	});
+}
+
+template <class I>
+void add_map(int n)
+{
+	add("map", I::name(), n, [n](benchmark::State &st) {
+		bm_map<I>(st, n);
+	});
+}
+
+template <class I>
+void add_writes(int n)
+{
+	const char *name = I::name();
+
+	add("slot_setup", name, n, [n](benchmark::State &st) {
+		bm_setup<I>(st, n, false);
+	});
+	add("create", name, n, [n](benchmark::State &st) {
+		bm_create_delete<I>(st, n, Op::create);
+	});
+	add("delete", name, n, [n](benchmark::State &st) {
+		bm_create_delete<I>(st, n, Op::remove);
+	});
+	add("flags", name, n, [n](benchmark::State &st) {
+		bm_flags<I>(st, n);
+	});
+	add("move_active", name, n, [n](benchmark::State &st) {
+		bm_move<I>(st, n, true);
+	});
+	add("move_inactive", name, n, [n](benchmark::State &st) {
+		bm_move<I>(st, n, false);
+	});
+}
+
+void register_all()
+{
+	for (int n : kSlotCounts) {
+		(add_writes<Impl_array>(n), add_writes<Impl_rbtree>(n));
+		(add_writes<Impl_bsearch>(n), add_writes<Libmemslot>(n));
+		add_writes<LibmemslotNogp>(n);
+		add("slot_setup", "libmemslot-txn", n,
+		    [n](benchmark::State &st) {
+			    bm_setup<Libmemslot>(st, n, true);
+		    });
+		add_lookup_tests<Impl_array, Impl_rbtree, Impl_bsearch,
+				 Libmemslot, LibmemslotVcpu, LibmemslotNocache>(
+			"lookup_random", Pattern::random, n);
+		add_lookup_tests<Impl_array, Impl_rbtree, Impl_bsearch,
+				 Libmemslot, LibmemslotVcpu, LibmemslotNocache>(
+			"lookup_run64", Pattern::run64, n);
+		if (n == kVcpus) {
+			add_vcpu_threads<LibmemslotVcpu>();
+			add_vcpu_threads<Libmemslot>();
+			add_vcpu_threads<LibmemslotNocache>();
+			add_vcpu_threads<Impl_array>();
+			add_vcpu_threads<Impl_rbtree>();
+			add_vcpu_threads<Impl_bsearch>();
+		}
+		(add_map<Impl_array>(n), add_map<Impl_rbtree>(n));
+		(add_map<Impl_bsearch>(n), add_map<Libmemslot>(n));
+		(add_map<LibmemslotVcpu>(n), add_map<LibmemslotNocache>(n));
+		(add_hva<Impl_array>(n), add_hva<Impl_rbtree>(n));
+		(add_hva<Impl_bsearch>(n), add_hva<Libmemslot>(n));
+	}
+}
+
+// A display reporter that remembers whether any benchmark failed its
+// checks, so that the program (and the meson test) fails too.
+template <class Base>
+class FailTracker : public Base {
+public:
+	void ReportRuns(const std::vector<benchmark::BenchmarkReporter::Run>
+				&runs) override
+	{
+		for (const auto &r : runs)
+			failed_ |= r.error_occurred;
+		Base::ReportRuns(runs);
+	}
+	bool failed() const { return failed_; }
+
+private:
+	bool failed_ = false;
+};
+
+template <class Base>
+bool run_all()
+{
+	FailTracker<Base> reporter;
+
+	benchmark::RunSpecifiedBenchmarks(&reporter);
+	return !reporter.failed();
+}
+
+bool has_prefix_arg(int argc, char **argv, const char *prefix)
+{
+	for (int i = 1; i < argc; i++)
+		if (!strncmp(argv[i], prefix, strlen(prefix)))
+			return true;
+	return false;
+}
+
+}  // namespace
+
+int main(int argc, char **argv)
+{
+	std::vector<char *> args(argv, argv + argc);
+	const char *quick = getenv("MEMSLOT_BENCH_QUICK");
+	static char filter[] = "--benchmark_filter=/(64|509)$";
+	static char min_time[] = "--benchmark_min_time=0.01";
+	bool want_quick = (quick && *quick && strcmp(quick, "0")) ||
+			  has_prefix_arg(argc, argv, "--quick");
+
+	// Quick mode also wins over a min_time given by a build rule.
+	args.erase(std::remove_if(args.begin() + 1, args.end(),
+				  [want_quick](char *a) {
+					  return !strcmp(a, "--quick") ||
+						 (want_quick &&
+						  !strncmp(a, min_time, 21));
+				  }),
+		   args.end());
+	if (want_quick && !has_prefix_arg(argc, argv, "--benchmark_filter"))
+		args.push_back(filter);
+	if (want_quick)
+		args.push_back(min_time);
+	args.push_back(nullptr);
+	int nargs = (int)args.size() - 1;
+
+	// Fixed malloc thresholds: otherwise glibc's adaptive mmap threshold
+	// makes the array baseline's big copies page-fault in some runs and
+	// not in others, depending on what ran before.
+	mallopt(M_MMAP_THRESHOLD, 256 << 20);
+	mallopt(M_TRIM_THRESHOLD, 512 << 20);
+	register_all();
+	benchmark::Initialize(&nargs, args.data());
+	if (benchmark::ReportUnrecognizedArguments(nargs, args.data()))
+		return 1;
+	bool ok = has_prefix_arg(argc, argv, "--benchmark_format=json")
+		? run_all<benchmark::JSONReporter>()
+		: run_all<benchmark::ConsoleReporter>();
+	benchmark::Shutdown();
+	g_fixture.reset();
+	if (!ok)
+		fprintf(stderr, "bench_memslots: some benchmarks failed\n");
+	return ok ? 0 : 1;
+}

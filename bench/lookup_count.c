@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lookup_count: a driver for counting instructions per lookup under
+ * callgrind (bench/callgrind.sh).
+ *
+ *   lookup_count MODE SLOTS COUNT
+ *
+ * MODE vcpu:   COUNT per-vCPU cache hits (memslot_vcpu_gfn_to_slot on
+ *              gfns of one slot, so only the first lookup misses)
+ * MODE random: COUNT set-wide lookups (memslot_gfn_to_slot) of uniformly
+ *              random gfns over SLOTS slots of 512 pages
+ * MODE search: the same gfns through memslot_search (index only)
+ *
+ * Run with --toggle-collect=<the lookup function> so that callgrind counts
+ * only the instructions of the lookups themselves; the program checks
+ * every result and exits non-zero on a wrong slot.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <memslot/memslot.h>
+
+#define SLOT_PAGES 512u
+#define STRIDE_PAGES (SLOT_PAGES + 4u)
+#define PAGE 4096u
+
+static struct memslot_vm *make_vm(uint32_t nslots)
+{
+	struct memslot_region *r = calloc(nslots, sizeof(*r));
+	struct memslot_config cfg;
+	struct memslot_vm *vm;
+
+	memslot_config_init_x86_64(&cfg);
+	cfg.rcu = memslot_rcu_none();
+	if (!r || memslot_vm_create(&cfg, &vm))
+		exit(2);
+	for (uint32_t i = 0; i < nslots; i++) {
+		r[i].slot = i;
+		r[i].guest_phys_addr = (uint64_t)i * STRIDE_PAGES * PAGE;
+		r[i].memory_size = (uint64_t)SLOT_PAGES * PAGE;
+		r[i].userspace_addr = (1ull << 32) + (uint64_t)i * STRIDE_PAGES * PAGE;
+	}
+	if (memslot_set_regions(vm, r, nslots, NULL))
+		exit(2);
+	free(r);
+	return vm;
+}
+
+/* Lookups of @gfn[], each expected in slot @id[i]; returns the misses. */
+static __attribute__((noinline)) size_t
+run_random(struct memslot_vm *vm, const uint64_t *gfn, const uint32_t *id,
+	   size_t n, int search)
+{
+	size_t bad = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct memslot_slot *s = search
+			? memslot_search(vm, 0, gfn[i], false)
+			: memslot_gfn_to_slot(vm, 0, gfn[i]);
+
+		bad += !s || memslot_slot_id(s) != id[i];
+	}
+	return bad;
+}
+
+static __attribute__((noinline)) size_t
+run_vcpu(struct memslot_vcpu *vcpu, const struct memslot_slot *want,
+	 size_t n)
+{
+	size_t bad = 0;
+
+	for (size_t i = 0; i < n; i++)
+		bad += memslot_vcpu_gfn_to_slot(vcpu, 0, i % SLOT_PAGES) != want;
+	return bad;
+}
+
+static size_t do_random(struct memslot_vm *vm, uint32_t nslots, size_t n,
+			int search)
+{
+	uint64_t *gfn = malloc(n * sizeof(*gfn));
+	uint32_t *id = malloc(n * sizeof(*id));
+	uint64_t x = 88172645463325252ull;
+	size_t bad;
+
+	if (!gfn || !id)
+		exit(2);
+	for (size_t i = 0; i < n; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;	/* xorshift64 */
+		id[i] = (uint32_t)(x % nslots);
+		gfn[i] = (uint64_t)id[i] * STRIDE_PAGES + (x >> 32) % SLOT_PAGES;
+	}
+	bad = run_random(vm, gfn, id, n, search);
+	free(gfn);
+	free(id);
+	return bad;
+}
+
+static size_t do_vcpu(struct memslot_vm *vm, size_t n)
+{
+	const struct memslot_slot *want = memslot_id_to_slot(vm, 0, 0);
+	struct memslot_vcpu *vcpu;
+	size_t bad;
+
+	if (memslot_vcpu_create(vm, &vcpu))
+		exit(2);
+	bad = run_vcpu(vcpu, want, n);
+	memslot_vcpu_destroy(vcpu);
+	return bad;
+}
+
+int main(int argc, char **argv)
+{
+	struct memslot_vm *vm;
+	uint32_t nslots;
+	size_t n, bad;
+
+	if (argc != 4) {
+		fprintf(stderr, "usage: %s vcpu|random|search SLOTS COUNT\n",
+			argv[0]);
+		return 2;
+	}
+	nslots = (uint32_t)strtoul(argv[2], NULL, 0);
+	n = strtoull(argv[3], NULL, 0);
+	if (nslots == 0 || nslots > 32764)
+		return 2;
+	vm = make_vm(nslots);
+	memslot_read_lock(vm);
+	if (!strcmp(argv[1], "vcpu"))
+		bad = do_vcpu(vm, n);
+	else
+		bad = do_random(vm, nslots, n, !strcmp(argv[1], "search"));
+	memslot_read_unlock(vm);
+	memslot_vm_destroy(vm);
+	printf("%s slots=%u lookups=%zu wrong=%zu\n", argv[1], nslots, n, bad);
+	return bad ? 1 : 0;
+}
