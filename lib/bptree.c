@@ -11,6 +11,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bptree.h"
 
@@ -86,29 +87,30 @@ static void node_load(struct bpt_node *nd, const struct bpt_cell *c,
 	nd->n = (uint8_t)cnt;
 }
 
+/* Move cells [@from, n) of @nd to start at @to (one step either way). */
+static void cells_shift(struct bpt_node *nd, unsigned int from,
+			unsigned int to)
+{
+	size_t cnt = nd->n - from;
+
+	memmove(&nd->keys[to], &nd->keys[from], cnt * sizeof(nd->keys[0]));
+	memmove(&nd->vals[to], &nd->vals[from], cnt * sizeof(nd->vals[0]));
+	if (!nd->leaf)
+		memmove(&inner_of(nd)->max_end[to], &inner_of(nd)->max_end[from],
+			cnt * sizeof(uint64_t));
+}
+
 static void cell_insert(struct bpt_node *nd, unsigned int q,
 			const struct bpt_cell *c)
 {
-	struct bpt_cell tmp;
-	unsigned int j;
-
-	for (j = nd->n; j > q; j--) {
-		cell_get(nd, j - 1, &tmp);
-		cell_set(nd, j, &tmp);
-	}
+	cells_shift(nd, q, q + 1);
 	cell_set(nd, q, c);
 	nd->n++;
 }
 
 static void cell_remove(struct bpt_node *nd, unsigned int q)
 {
-	struct bpt_cell tmp;
-	unsigned int j;
-
-	for (j = q; j + 1 < nd->n; j++) {
-		cell_get(nd, j + 1, &tmp);
-		cell_set(nd, j, &tmp);
-	}
+	cells_shift(nd, q + 1, q);
 	nd->n--;
 	cell_set(nd, nd->n, &pad_cell);
 }
@@ -468,10 +470,17 @@ static unsigned int child_lower(const struct bpt_node *nd, uint64_t key)
 static unsigned int leaf_rank(const struct bpt *t, const struct bpt_node *nd,
 			      uint64_t key, const void *val)
 {
-	unsigned int j, r = 0;
+	unsigned int r = 0, i;
 
-	for (j = 0; j < nd->n; j++)
-		r += pair_lt(t, nd->keys[j], nd->vals[j], key, val);
+	/* Entries with smaller keys, found by the node search; then the
+	 * (rare) entries with an equal key that order before @val. */
+	if (key) {
+		i = node_search(nd, key - 1);
+		r = nd->keys[i] < key ? i + 1 : 0;
+	}
+	while (r < nd->n && nd->keys[r] == key &&
+	       pair_lt(t, nd->keys[r], nd->vals[r], key, val))
+		r++;
 	return r;
 }
 
