@@ -18,16 +18,27 @@
 
 #define SET_GEN_IN_PROGRESS (1ull << 63)
 
+/* A cache line's worth of bytes, to keep the reader-written field apart. */
+#define SET_LINE 64
+
 struct memslot_set {
 	/* Written by the writer while readers look (swap), hence atomic. */
 	_Atomic uint64_t generation;
-	/* The set-wide last-used cache, stored to by readers (never RMW). */
-	struct memslot_slot *_Atomic last_used;
 	struct bpt gfn;		/* key: base gfn; value: slot */
 	struct bpt hva;		/* key: hva; augmented with the hva end */
-	struct idtable ids;
 	unsigned int idx;	/* 0 or 1: this set's hh[] in the slots */
 	unsigned int as_id;
+	/*
+	 * The set-wide last-used cache, stored to by readers (never RMW).
+	 * Alone on its cache line: a store from one CPU must not evict the
+	 * generation and index roots every other reader needs (vCPU-cache
+	 * hits read the generation).  Padding, not _Alignas: the set lives
+	 * in memory from the allocator hook, which promises 16 bytes.
+	 */
+	char pad_before[SET_LINE];
+	struct memslot_slot *_Atomic last_used;
+	char pad_after[SET_LINE - sizeof(void *)];
+	struct idtable ids;	/* writer-side mostly; cold */
 };
 
 /* Return: 0 or -ENOMEM. */
