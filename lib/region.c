@@ -36,8 +36,8 @@ struct req {
 
 /*
  * A net change that is none of KVM's kinds: requests on one id that delete
- * and create it again with another size, hva or READONLY bit.  It is
- * carried out, hooked and reported as a DELETE followed by a CREATE.
+ * and create it again with another size, hva, READONLY bit or user data.
+ * It is carried out, hooked and reported as a DELETE followed by a CREATE.
  */
 #define CHANGE_RECREATE (MEMSLOT_CHANGE_FLAGS_ONLY + 1)
 
