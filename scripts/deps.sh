@@ -40,4 +40,5 @@ DEMO_PACKAGES=(meson ninja-build pkg-config gcc libc6-dev uthash-dev
 # Everything scripts/run-tests.sh uses: both compilers and their sanitizer
 # runtimes, cmocka, Google Benchmark, valgrind, nm.
 TEST_PACKAGES=("${DEMO_PACKAGES[@]}" g++ clang libclang-rt-14-dev
-	libcmocka-dev libbenchmark-dev valgrind python3 binutils)
+	libcmocka-dev libbenchmark-dev valgrind python3 binutils
+	libc6-dev-arm64-cross llvm-14)
