@@ -153,8 +153,3 @@ struct memslot_slot *idt_find(const struct idtable *t, uint32_t id)
 	HASH_FIND(hh[t->idx], head, &id, sizeof(id), out);
 	return out;
 }
-
-size_t idt_count(const struct idtable *t)
-{
-	return t->head->hh[t->idx].tbl->num_items - 1;
-}

@@ -46,9 +46,7 @@ void idt_add(struct idtable *t, struct memslot_slot *slot);
 void idt_del(struct idtable *t, struct memslot_slot *slot);
 /* Read-only; safe for concurrent readers of an unchanging table. */
 struct memslot_slot *idt_find(const struct idtable *t, uint32_t id);
-/* Entries, sentinel excluded. */
-size_t idt_count(const struct idtable *t);
-/* Bytes of bucket array per entry ratio is kept at most this. */
+/* The table grows once it holds more than this many entries per bucket. */
 #define IDT_LOAD 4
 
 #endif

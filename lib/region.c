@@ -505,8 +505,7 @@ static void edit_invalidate(struct batch *b, struct memslot_set *set)
 {
 	for (size_t i = 0; i < b->nch; i++) {
 		if (b->ch[i].invalid)
-			set_replace(set, &b->vm->pool, b->ch[i].old,
-				    b->ch[i].invalid);
+			set_replace(set, b->ch[i].old, b->ch[i].invalid);
 	}
 }
 
@@ -514,8 +513,7 @@ static void edit_revert(struct batch *b, struct memslot_set *set)
 {
 	for (size_t i = 0; i < b->nch; i++) {
 		if (b->ch[i].invalid)
-			set_replace(set, &b->vm->pool, b->ch[i].invalid,
-				    b->ch[i].old);
+			set_replace(set, b->ch[i].invalid, b->ch[i].old);
 	}
 }
 
@@ -544,7 +542,7 @@ static void edit_final(struct batch *b, struct memslot_set *set)
 		struct change *c = &b->ch[i];
 
 		if (c->kind == MEMSLOT_CHANGE_FLAGS_ONLY)
-			set_replace(set, &b->vm->pool, held(c), c->cur);
+			set_replace(set, held(c), c->cur);
 		else if (c->kind == MEMSLOT_CHANGE_MOVE)
 			set_move_in(set, &b->vm->pool, held(c), c->cur);
 		else if (c->kind != MEMSLOT_CHANGE_DELETE)

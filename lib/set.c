@@ -71,10 +71,9 @@ static void replace_rest(struct memslot_set *s, struct memslot_slot *old,
 	retarget(s, old, new_slot);
 }
 
-void set_replace(struct memslot_set *s, struct bpt_pool *pool,
-		 struct memslot_slot *old, struct memslot_slot *new_slot)
+void set_replace(struct memslot_set *s, struct memslot_slot *old,
+		 struct memslot_slot *new_slot)
 {
-	(void)pool;
 	bpt_replace(&s->gfn, old->base_gfn, old, new_slot);
 	replace_rest(s, old, new_slot);
 }

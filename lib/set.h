@@ -59,8 +59,8 @@ void set_remove(struct memslot_set *s, struct bpt_pool *pool,
 		struct memslot_slot *old, struct memslot_slot *successor);
 /* Replace @old by @new_slot: same id, hva and base gfn (an INVALID copy,
  * a flags change).  In place in every index: takes no nodes. */
-void set_replace(struct memslot_set *s, struct bpt_pool *pool,
-		 struct memslot_slot *old, struct memslot_slot *new_slot);
+void set_replace(struct memslot_set *s, struct memslot_slot *old,
+		 struct memslot_slot *new_slot);
 /*
  * A move in two steps, so that a batch can remove from the gfn index
  * before it inserts (see bpt_nodes_for_inserts): take @old out of the gfn

@@ -75,8 +75,6 @@ int memslot_vm_create(const struct memslot_config *cfg,
 
 void memslot_vm_destroy(struct memslot_vm *vm)
 {
-	struct mem_alloc alloc;
-
 	if (!vm)
 		return;
 	for (unsigned int i = 0; vm->as && i < vm->nr_as; i++)
@@ -85,9 +83,9 @@ void memslot_vm_destroy(struct memslot_vm *vm)
 	mem_free(&vm->alloc, vm->active, sizeof(*vm->active) * vm->nr_as);
 	bpt_pool_trim(&vm->pool, 0);
 	pthread_mutex_destroy(&vm->writer);
-	mem_alloc_init(&alloc, vm->alloc.ops);
-	atomic_store(&alloc.bytes, atomic_load(&vm->alloc.bytes));
-	mem_free(&alloc, vm, sizeof(*vm));
+	/* mem_free() reads the hook before calling it, so the VM may hold
+	 * the allocator that frees it. */
+	mem_free(&vm->alloc, vm, sizeof(*vm));
 }
 
 void memslot_thread_register(struct memslot_vm *vm)
