@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* gfn-range and hva-range iteration over the active sets. */
+/* gfn-range and hva-range iteration over views and the active sets. */
 #include <stddef.h>
 #include <string.h>
 
@@ -29,18 +29,31 @@ static struct bpt_iter *hva_pos(struct memslot_hva_iter *it)
 	return (struct bpt_iter *)(void *)it;
 }
 
-void memslot_gfn_iter_init(struct memslot_gfn_iter *it, struct memslot_vm *vm,
-			   unsigned int as_id, uint64_t start, uint64_t end)
+void memslot_view_gfn_iter_init(struct memslot_gfn_iter *it,
+				const struct memslot_view *view,
+				uint64_t start, uint64_t end)
 {
+	const struct memslot_set *set = (const struct memslot_set *)view;
+
 	memset(it, 0, sizeof(*it));
-	if (!vm || as_id >= vm->nr_as || start >= end)
+	if (start >= end)
 		return;
 	it->priv_end = end;
-	bpt_iter_seek_le(gfn_pos(it), &vm_active(vm, as_id)->gfn, start);
+	bpt_iter_seek_le(gfn_pos(it), &set->gfn, start);
 	/* The slot at or before @start counts only if it reaches @start. */
 	it->priv_next = bpt_iter_next(gfn_pos(it));
 	if (it->priv_next && slot_end_gfn(it->priv_next) <= start)
 		it->priv_next = bpt_iter_next(gfn_pos(it));
+}
+
+void memslot_gfn_iter_init(struct memslot_gfn_iter *it, struct memslot_vm *vm,
+			   unsigned int as_id, uint64_t start, uint64_t end)
+{
+	if (!vm || as_id >= vm->nr_as) {
+		memset(it, 0, sizeof(*it));
+		return;
+	}
+	memslot_view_gfn_iter_init(it, view_of(vm, as_id), start, end);
 }
 
 const struct memslot_slot *memslot_gfn_iter_next(struct memslot_gfn_iter *it)
@@ -53,20 +66,24 @@ const struct memslot_slot *memslot_gfn_iter_next(struct memslot_gfn_iter *it)
 	return slot;
 }
 
-/* Start the walk of the next address space that has a hit, if any. */
+/*
+ * Start the walk of the next address space that has a hit, if any.  A walk
+ * over one view has no VM and ends with its only tree.
+ */
 static void hva_next_as(struct memslot_hva_iter *it)
 {
 	struct memslot_vm *vm = it->priv_vm;
 
 	/* Keep the tree: a swap during the walk must not switch sets under
 	 * the saved position. */
-	while (++it->priv_as < vm->nr_as) {
+	while (vm && ++it->priv_as < vm->nr_as) {
 		it->priv_tree = &vm_active(vm, it->priv_as)->hva;
 		bpt_overlap_init(hva_pos(it), it->priv_tree, it->priv_start,
 				 it->priv_end);
 		if (it->priv_depth)
 			return;
 	}
+	it->priv_tree = NULL;
 }
 
 void memslot_hva_iter_init(struct memslot_hva_iter *it, struct memslot_vm *vm,
@@ -80,6 +97,22 @@ void memslot_hva_iter_init(struct memslot_hva_iter *it, struct memslot_vm *vm,
 	it->priv_end = end;
 	it->priv_as = (unsigned int)-1;
 	hva_next_as(it);
+}
+
+void memslot_view_hva_iter_init(struct memslot_hva_iter *it,
+				const struct memslot_view *view,
+				uint64_t start, uint64_t end)
+{
+	const struct memslot_set *set = (const struct memslot_set *)view;
+
+	memset(it, 0, sizeof(*it));
+	if (start >= end)
+		return;
+	it->priv_start = start;
+	it->priv_end = end;
+	it->priv_as = set->as_id;
+	it->priv_tree = &set->hva;
+	bpt_overlap_init(hva_pos(it), it->priv_tree, start, end);
 }
 
 static void fill_hit(const struct memslot_hva_iter *it,
@@ -103,10 +136,9 @@ bool memslot_hva_iter_next(struct memslot_hva_iter *it,
 {
 	const struct memslot_slot *slot = NULL;
 
-	while (it->priv_vm && it->priv_as < it->priv_vm->nr_as) {
+	while (it->priv_tree) {
 		slot = bpt_overlap_next(hva_pos(it), it->priv_tree,
-					it->priv_start,
-					it->priv_end);
+					it->priv_start, it->priv_end);
 		if (slot)
 			break;
 		hva_next_as(it);

@@ -71,6 +71,20 @@ static const struct memslot_slot *vcpu_miss(struct memslot_vcpu *vcpu,
 	return slot;
 }
 
+const struct memslot_slot *
+memslot_vcpu_view_gfn_to_slot(struct memslot_vcpu *vcpu,
+			      const struct memslot_view *view, uint64_t gfn)
+{
+	const struct memslot_set *set = (const struct memslot_set *)view;
+	const struct memslot_slot *slot = vcpu->slot;
+	uint64_t gen = atomic_load_explicit(&set->generation,
+					    memory_order_relaxed);
+
+	if (gen == vcpu->gen && slot && gfn - slot->base_gfn < slot->npages)
+		return slot;
+	return vcpu_miss(vcpu, set, gen, gfn);
+}
+
 /*
  * Generations differ across address spaces too, so a generation check
  * also drops a slot cached for another address space.

@@ -55,6 +55,13 @@ static inline struct memslot_set *vm_active(const struct memslot_vm *vm,
 	return atomic_load_explicit(&vm->active[as_id], memory_order_acquire);
 }
 
+/* The active set of @as_id as a view, for the VM-level wrappers. */
+static inline struct memslot_view *view_of(const struct memslot_vm *vm,
+					   unsigned int as_id)
+{
+	return (struct memslot_view *)vm_active(vm, as_id);
+}
+
 /* The writer's set of @as_id.  Context: writer lock held. */
 static inline struct memslot_set *vm_inactive(struct memslot_vm *vm,
 					      unsigned int as_id)

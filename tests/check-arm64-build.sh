@@ -37,7 +37,7 @@ if [ -z "$objdump" ]; then
 	exit 0
 fi
 # awk reads to the end (no early exit): objdump must not die of SIGPIPE.
-body=$("$objdump" -d "$tmp/lookup.c.o" |
+body=$("$objdump" -d "$tmp/view.c.o" |
 	awk '/<memslot_slot_gfn_to_hva>:/ { on = 1; next } /^$/ { on = 0 } on')
 for insn in csdb ngc; do
 	if ! grep -qw "$insn" <<<"$body"; then

@@ -378,6 +378,95 @@ void memslot_read_unlock(struct memslot_vm *vm);
  */
 uint64_t memslot_generation(struct memslot_vm *vm, unsigned int as_id);
 
+/* ---- views: one consistent layout per read section ------------------ */
+
+struct memslot_view;
+
+/**
+ * memslot_view_get() - pin the active layout of an address space
+ * @vm: the VM
+ * @as_id: address space (clamped speculation-safely)
+ *
+ * Every lookup, walk and translation made through the view sees one
+ * layout: the whole old one or the whole new one of any change or
+ * transaction, never a mix, however many changes are published meanwhile
+ * (KVM's kvm_memslots() taken once).  Calls that take the VM instead of a
+ * view load the active layout again each time.
+ * Context: inside a read section; the view stays valid until that
+ * section's matching unlock.
+ * Return: the view, or NULL for an out-of-range @as_id.
+ */
+struct memslot_view *memslot_view_get(struct memslot_vm *vm,
+				      unsigned int as_id);
+
+/**
+ * memslot_view_generation() - the generation of the layout a view shows
+ * @view: a view
+ *
+ * Changes when anything in the address space changes; a VMM-side
+ * translation cache tags its entries with it.  Bit 63 is set while the
+ * blocking swap that published this layout waits for older readers.
+ * Context: inside the read section the view came from.
+ * Return: the generation.
+ */
+uint64_t memslot_view_generation(const struct memslot_view *view);
+
+/**
+ * memslot_view_as_id() - the address space a view belongs to
+ * @view: a view
+ *
+ * Return: the address space id.
+ */
+unsigned int memslot_view_as_id(const struct memslot_view *view);
+
+/**
+ * memslot_view_gfn_to_slot() - the slot containing @gfn, via the set-wide
+ *	last-used cache of the view's layout
+ * @view: a view
+ * @gfn: guest frame number
+ *
+ * Context: inside the read section the view came from.
+ * Return: the slot (INVALID slots included), or NULL.
+ */
+const struct memslot_slot *memslot_view_gfn_to_slot(struct memslot_view *view,
+						    uint64_t gfn);
+
+/**
+ * memslot_view_search() - as memslot_search(), on a view
+ * @view: a view
+ * @gfn: guest frame number
+ * @approx: see memslot_search()
+ *
+ * Context: inside the read section the view came from.
+ * Return: the slot, or NULL.
+ */
+const struct memslot_slot *memslot_view_search(const struct memslot_view *view,
+					       uint64_t gfn, bool approx);
+
+/**
+ * memslot_view_id_to_slot() - the slot with id @id in a view
+ * @view: a view
+ * @id: slot id
+ *
+ * Context: inside the read section the view came from.
+ * Return: the slot, or NULL.
+ */
+const struct memslot_slot *memslot_view_id_to_slot(
+	const struct memslot_view *view, uint32_t id);
+
+/**
+ * memslot_view_gfn_to_hva() - lookup (set-wide cache) and translation
+ * @view: a view
+ * @gfn: guest frame number
+ * @write: the access is a write
+ * @hva: receives the host virtual address
+ *
+ * Context: inside the read section the view came from.
+ * Return: as memslot_slot_gfn_to_hva().
+ */
+int memslot_view_gfn_to_hva(struct memslot_view *view, uint64_t gfn,
+			    bool write, uint64_t *hva);
+
 /* ---- lookups: call inside a read section --------------------------- */
 
 /**
@@ -507,6 +596,19 @@ void memslot_gfn_iter_init(struct memslot_gfn_iter *it, struct memslot_vm *vm,
 			   unsigned int as_id, uint64_t start, uint64_t end);
 
 /**
+ * memslot_view_gfn_iter_init() - as memslot_gfn_iter_init(), on a view
+ * @it: iterator on the caller's stack
+ * @view: a view
+ * @start: first gfn
+ * @end: gfn after the last
+ *
+ * Context: inside the read section the view came from.
+ */
+void memslot_view_gfn_iter_init(struct memslot_gfn_iter *it,
+				const struct memslot_view *view,
+				uint64_t start, uint64_t end);
+
+/**
  * memslot_gfn_iter_next() - the next slot of the walk
  * @it: the iterator
  *
@@ -561,6 +663,19 @@ void memslot_hva_iter_init(struct memslot_hva_iter *it, struct memslot_vm *vm,
 			   uint64_t start, uint64_t end);
 
 /**
+ * memslot_view_hva_iter_init() - walk one view's slots meeting [@start, @end)
+ * @it: iterator on the caller's stack
+ * @view: a view; only its address space is walked
+ * @start: first hva
+ * @end: hva after the last; an empty or reversed range yields nothing
+ *
+ * Context: inside the read section the view came from.
+ */
+void memslot_view_hva_iter_init(struct memslot_hva_iter *it,
+				const struct memslot_view *view,
+				uint64_t start, uint64_t end);
+
+/**
  * memslot_hva_iter_next() - the next hit of the walk
  * @it: the iterator
  * @hit: receives the hit
@@ -605,6 +720,22 @@ void memslot_vcpu_destroy(struct memslot_vcpu *vcpu);
 const struct memslot_slot *memslot_vcpu_gfn_to_slot(struct memslot_vcpu *vcpu,
 						    unsigned int as_id,
 						    uint64_t gfn);
+
+/**
+ * memslot_vcpu_view_gfn_to_slot() - as memslot_vcpu_gfn_to_slot(), on a view
+ * @vcpu: the cache; owned by the calling thread
+ * @view: a view from the same VM
+ * @gfn: guest frame number
+ *
+ * The cache entry is checked against the view's generation, so the slot
+ * returned always belongs to @view's layout.
+ * Context: inside the read section the view came from, on the thread that
+ * owns @vcpu.
+ * Return: the slot, or NULL.
+ */
+const struct memslot_slot *memslot_vcpu_view_gfn_to_slot(
+	struct memslot_vcpu *vcpu, const struct memslot_view *view,
+	uint64_t gfn);
 
 /* ---- writer-side queries -------------------------------------------- */
 
