@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+/* The allocator hook, serialised and counted. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,13 +28,17 @@ const struct memslot_allocator mem_default_allocator = {
 void mem_alloc_init(struct mem_alloc *a, const struct memslot_allocator *ops)
 {
 	a->ops = ops ? ops : &mem_default_allocator;
+	pthread_mutex_init(&a->lock, NULL);
 	atomic_init(&a->bytes, 0);
 }
 
 void *mem_malloc(struct mem_alloc *a, size_t size)
 {
-	void *p = a->ops->malloc(a->ops->ctx, size);
+	void *p;
 
+	pthread_mutex_lock(&a->lock);
+	p = a->ops->malloc(a->ops->ctx, size);
+	pthread_mutex_unlock(&a->lock);
 	if (p)
 		atomic_fetch_add_explicit(&a->bytes, size, memory_order_relaxed);
 	return p;
@@ -53,5 +58,7 @@ void mem_free(struct mem_alloc *a, void *p, size_t size)
 	if (!p)
 		return;
 	atomic_fetch_sub_explicit(&a->bytes, size, memory_order_relaxed);
+	pthread_mutex_lock(&a->lock);
 	a->ops->free(a->ops->ctx, p, size);
+	pthread_mutex_unlock(&a->lock);
 }

@@ -3,6 +3,7 @@
 #ifndef MEMSLOT_LIB_ALLOC_H
 #define MEMSLOT_LIB_ALLOC_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 
@@ -11,11 +12,14 @@
 /**
  * struct mem_alloc - the allocator a VM was created with, and its usage
  * @ops: the hook (never NULL: the library's malloc/free wrapper by default)
- * @bytes: bytes currently held; atomic because vCPU caches are created and
- *	freed without the writer lock (never on a lookup path)
+ * @lock: serialises calls into @ops: writers, the reclaim thread and vCPU
+ *	cache creation allocate and free from different threads, and a
+ *	VMM's allocator need not be thread-safe (never on a lookup path)
+ * @bytes: bytes currently held; atomic so stats can read it unlocked
  */
 struct mem_alloc {
 	const struct memslot_allocator *ops;
+	pthread_mutex_t lock;
 	_Atomic size_t bytes;
 };
 

@@ -2,8 +2,8 @@
 /*
  * The B+tree behind the gfn and hva indexes; the contract is in bptree.h.
  *
- * Writers keep a path (a struct bpt_iter whose nodes they own) from the root
- * to a leaf cell.  After a change they rewrite, bottom up, each ancestor's
+ * Writers keep a path (a struct bpt_iter whose nodes they own: see
+ * path_own() for copy on write) from the root to a leaf cell.  After a change they rewrite, bottom up, each ancestor's
  * cell for the child on the path: its key (the child's first key) and, in an
  * augmented tree, its max_end.  That one rule keeps separators and max ends
  * right whatever the change was.
@@ -19,10 +19,11 @@
 struct bpt_cell {
 	uint64_t key;
 	void *val;
+	uint64_t tie;		/* inner cells only */
 	uint64_t max_end;	/* inner cells only */
 };
 
-static const struct bpt_cell pad_cell = { BPT_KEY_NONE, NULL, 0 };
+static const struct bpt_cell pad_cell = { BPT_KEY_NONE, NULL, 0, 0 };
 
 static struct bpt_inner *inner_of(struct bpt_node *nd)
 {
@@ -64,6 +65,7 @@ static void cell_get(const struct bpt_node *nd, unsigned int i,
 {
 	c->key = nd->keys[i];
 	c->val = nd->vals[i];
+	c->tie = nd->leaf ? 0 : cinner_of(nd)->ties[i];
 	c->max_end = nd->leaf ? 0 : cinner_of(nd)->max_end[i];
 }
 
@@ -72,8 +74,10 @@ static void cell_set(struct bpt_node *nd, unsigned int i,
 {
 	nd->keys[i] = c->key;
 	nd->vals[i] = c->val;
-	if (!nd->leaf)
+	if (!nd->leaf) {
+		inner_of(nd)->ties[i] = c->tie;
 		inner_of(nd)->max_end[i] = c->max_end;
+	}
 }
 
 /* Make @nd hold exactly the @cnt cells @c, padded. */
@@ -95,9 +99,12 @@ static void cells_shift(struct bpt_node *nd, unsigned int from,
 
 	memmove(&nd->keys[to], &nd->keys[from], cnt * sizeof(nd->keys[0]));
 	memmove(&nd->vals[to], &nd->vals[from], cnt * sizeof(nd->vals[0]));
-	if (!nd->leaf)
-		memmove(&inner_of(nd)->max_end[to], &inner_of(nd)->max_end[from],
-			cnt * sizeof(uint64_t));
+	if (nd->leaf)
+		return;
+	memmove(&inner_of(nd)->ties[to], &inner_of(nd)->ties[from],
+		cnt * sizeof(uint64_t));
+	memmove(&inner_of(nd)->max_end[to], &inner_of(nd)->max_end[from],
+		cnt * sizeof(uint64_t));
 }
 
 static void cell_insert(struct bpt_node *nd, unsigned int q,
@@ -115,8 +122,10 @@ static void cell_remove(struct bpt_node *nd, unsigned int q)
 	cell_set(nd, nd->n, &pad_cell);
 }
 
-/* Move every cell of @src to the end of @dst (the caller checked room). */
-static void cells_append(struct bpt_node *dst, struct bpt_node *src)
+/* Copy every cell of @src to the end of @dst (the caller checked room).
+ * @src is left as it was: it may be a published node that readers still
+ * walk; the caller drops it. */
+static void cells_append(struct bpt_node *dst, const struct bpt_node *src)
 {
 	struct bpt_cell tmp;
 	unsigned int j;
@@ -126,18 +135,14 @@ static void cells_append(struct bpt_node *dst, struct bpt_node *src)
 		cell_set(dst, dst->n + j, &tmp);
 	}
 	dst->n += src->n;
-	node_load(src, NULL, 0);
 }
 
 /* ---- pool ----------------------------------------------------------- */
 
 void bpt_pool_init(struct bpt_pool *pool, struct mem_alloc *alloc)
 {
+	memset(pool, 0, sizeof(*pool));
 	pool->alloc = alloc;
-	pool->leaves = NULL;
-	pool->inners = NULL;
-	pool->nleaves = 0;
-	pool->ninners = 0;
 }
 
 static void pool_push(struct bpt_pool *pool, struct bpt_node *nd)
@@ -168,14 +173,52 @@ static struct bpt_node *pool_pop(struct bpt_pool *pool, bool leaf)
 	return nd;
 }
 
-/* A spare node, empty and padded. */
+/* A spare node of the current epoch, empty and padded. */
 static struct bpt_node *node_take(struct bpt_pool *pool, bool leaf)
 {
 	struct bpt_node *nd = pool_pop(pool, leaf);
 
 	nd->leaf = leaf;
+	nd->epoch = pool->epoch;
 	node_load(nd, NULL, 0);
 	return nd;
+}
+
+/* Whether the writer may edit @nd in place: it is not published yet. */
+static bool node_owned(const struct bpt_pool *pool, const struct bpt_node *nd)
+{
+	return nd->epoch == pool->epoch;
+}
+
+/* @nd leaves the tree: reuse it at once if no reader can have seen it,
+ * else keep it until a grace period has passed. */
+static void node_drop(struct bpt_pool *pool, struct bpt_node *nd)
+{
+	if (node_owned(pool, nd)) {
+		pool_push(pool, nd);
+		return;
+	}
+	nd->retired = pool->retired;
+	pool->retired = nd;
+	pool->nretired++;
+}
+
+/* An editable copy of published @nd, which is retired. */
+static struct bpt_node *node_clone(struct bpt_pool *pool, struct bpt_node *nd)
+{
+	struct bpt_node *c = node_take(pool, nd->leaf);
+
+	memcpy(c->keys, nd->keys, sizeof(c->keys));
+	memcpy(c->vals, nd->vals, sizeof(c->vals));
+	c->n = nd->n;
+	if (!nd->leaf) {
+		memcpy(inner_of(c)->ties, cinner_of(nd)->ties,
+		       sizeof(inner_of(c)->ties));
+		memcpy(inner_of(c)->max_end, cinner_of(nd)->max_end,
+		       sizeof(inner_of(c)->max_end));
+	}
+	node_drop(pool, nd);
+	return c;
 }
 
 static int pool_grow(struct bpt_pool *pool, bool leaf, size_t want)
@@ -198,6 +241,41 @@ int bpt_pool_reserve(struct bpt_pool *pool, size_t leaves, size_t inners)
 	int err = pool_grow(pool, true, leaves);
 
 	return err ? err : pool_grow(pool, false, inners);
+}
+
+void bpt_pool_new_epoch(struct bpt_pool *pool)
+{
+	pool->epoch++;
+}
+
+void bpt_pool_reclaim(struct bpt_pool *pool)
+{
+	struct bpt_node *nd;
+
+	while ((nd = pool->retired)) {
+		pool->retired = nd->retired;
+		pool_push(pool, nd);
+	}
+	pool->nretired = 0;
+}
+
+struct bpt_node *bpt_pool_detach_retired(struct bpt_pool *pool)
+{
+	struct bpt_node *list = pool->retired;
+
+	pool->retired = NULL;
+	pool->nretired = 0;
+	return list;
+}
+
+void bpt_retired_free(struct mem_alloc *alloc, struct bpt_node *list)
+{
+	struct bpt_node *nd;
+
+	while ((nd = list)) {
+		list = nd->retired;
+		mem_free(alloc, nd, node_size(nd->leaf));
+	}
 }
 
 void bpt_pool_trim(struct bpt_pool *pool, size_t keep)
@@ -244,6 +322,18 @@ void bpt_clear(struct bpt *t, struct bpt_pool *pool)
 	if (t->root)
 		node_release(pool, t->root);
 	tree_reset(t);
+}
+
+void bpt_nodes_for_cow(const struct bpt *t, size_t ops, size_t *leaves,
+		       size_t *inners)
+{
+	/* An edit clones its path and, when it merges, one sibling per
+	 * level; no node is cloned twice in an epoch. */
+	size_t d = t->depth ? t->depth : 1;
+	size_t l = 2 * ops, i = 2 * ops * (d - 1);
+
+	*leaves += l < t->nodes ? l : t->nodes;
+	*inners += i < t->nodes ? i : t->nodes;
 }
 
 size_t bpt_insert_inners(const struct bpt *t)
@@ -313,12 +403,19 @@ static uint64_t node_max_end(const struct bpt *t, const struct bpt_node *nd)
 	return m;
 }
 
+/* The tie of @nd's first entry. */
+static uint64_t first_tie(const struct bpt *t, const struct bpt_node *nd)
+{
+	return nd->leaf ? tie_of(t, nd->vals[0]) : cinner_of(nd)->ties[0];
+}
+
 /* The cell a parent keeps for child @nd. */
 static void cell_of(const struct bpt *t, struct bpt_node *nd,
 		    struct bpt_cell *c)
 {
 	c->key = nd->keys[0];
 	c->val = nd;
+	c->tie = first_tie(t, nd);
 	c->max_end = t->end ? node_max_end(t, nd) : 0;
 }
 
@@ -360,6 +457,7 @@ static void grow_up(const struct bpt *t, const struct bpt_iter *p, int level,
 		const struct bpt_node *child = par->vals[p->pos[l]];
 
 		par->keys[p->pos[l]] = child->keys[0];
+		inner_of(par)->ties[p->pos[l]] = first_tie(t, child);
 		if (t->end && inner_of(par)->max_end[p->pos[l]] < end)
 			inner_of(par)->max_end[p->pos[l]] = end;
 	}
@@ -398,39 +496,6 @@ static bool path_next_leaf(struct bpt_iter *p)
 	return false;
 }
 
-/* Move @p to the previous leaf's last cell; false (and @p kept) at the
- * start. */
-static bool path_prev_leaf(struct bpt_iter *p)
-{
-	int l = p->depth - 1;
-
-	while (l-- > 0) {
-		if (p->pos[l] > 0) {
-			p->pos[l]--;
-			path_descend(p, l, true);
-			return true;
-		}
-	}
-	return false;
-}
-
-/* Move @p one entry forward or back; false (and @p kept) at either end. */
-static bool path_step(struct bpt_iter *p, bool fwd)
-{
-	int l = p->depth - 1;
-	const struct bpt_node *leaf = p->node[l];
-
-	if (fwd && p->pos[l] + 1 < leaf->n) {
-		p->pos[l]++;
-		return true;
-	}
-	if (!fwd && p->pos[l] > 0) {
-		p->pos[l]--;
-		return true;
-	}
-	return fwd ? path_next_leaf(p) : path_prev_leaf(p);
-}
-
 /*
  * The last cell i of @nd with keys[i] <= @key, or 0 if there is none.  A
  * fixed binary search over all 16 cells with flag additions instead of
@@ -458,12 +523,20 @@ static inline uint64_t key_clamp(uint64_t key)
 	return key - (key == BPT_KEY_NONE);
 }
 
-/* The child of @nd that holds the first entry with key >= @key, or the
- * child before that entry (where an entry below it would be appended). */
-static unsigned int child_lower(const struct bpt_node *nd, uint64_t key)
+/*
+ * The child of @nd whose subtree holds (@key, @tie) or where it belongs:
+ * the last child whose first pair is <= it, or child 0.  Separators carry
+ * ties, so this is exact however many entries share @key.
+ */
+static unsigned int child_for(const struct bpt_node *nd, uint64_t key,
+			      uint64_t tie)
 {
-	/* keys[i] < key is keys[i] <= key - 1; pads never are. */
-	return key ? node_search(nd, key - 1) : 0;
+	const struct bpt_inner *in = cinner_of(nd);
+	unsigned int i = node_search(nd, key_clamp(key));
+
+	while (i > 0 && nd->keys[i] == key && in->ties[i] > tie)
+		i--;
+	return i;
 }
 
 /* How many entries of leaf @nd come before (@key, @val). */
@@ -473,7 +546,8 @@ static unsigned int leaf_rank(const struct bpt *t, const struct bpt_node *nd,
 	unsigned int r = 0, i;
 
 	/* Entries with smaller keys, found by the node search; then the
-	 * (rare) entries with an equal key that order before @val. */
+	 * entries with an equal key that order before @val (at most a
+	 * node's worth: the descent found the right leaf). */
 	if (key) {
 		i = node_search(nd, key - 1);
 		r = nd->keys[i] < key ? i + 1 : 0;
@@ -484,44 +558,43 @@ static unsigned int leaf_rank(const struct bpt *t, const struct bpt_node *nd,
 	return r;
 }
 
-/* If the leaf after @p's starts at or below (@key, @val), move @p there. */
-static bool next_leaf_before(const struct bpt *t, struct bpt_iter *p,
-			     uint64_t key, const void *val)
-{
-	struct bpt_iter q = *p;
-	const struct bpt_node *leaf;
-
-	if (!path_next_leaf(&q))
-		return false;
-	leaf = q.node[q.depth - 1];
-	if (pair_lt(t, key, val, leaf->keys[0], leaf->vals[0]))
-		return false;
-	*p = q;
-	return true;
-}
-
-/*
- * Point @p at (@key, @val) or, if absent, at the cell where it belongs.
- * Separators hold keys only, so with repeated keys the descent finds the
- * run's first leaf and the pair may lie some leaves further on.
- */
+/* Point @p at (@key, @val) or, if absent, at the cell where it belongs. */
 static void locate(const struct bpt *t, uint64_t key, const void *val,
 		   struct bpt_iter *p)
 {
 	const struct bpt_node *nd = t->root;
+	uint64_t tie = tie_of(t, val);
 	int l;
 
 	p->depth = (int)t->depth;
 	for (l = 0; l + 1 < p->depth; l++) {
 		p->node[l] = nd;
-		p->pos[l] = (uint8_t)child_lower(nd, key);
+		p->pos[l] = (uint8_t)child_for(nd, key, tie);
 		nd = nd->vals[p->pos[l]];
 	}
 	p->node[l] = nd;
 	p->pos[l] = (uint8_t)leaf_rank(t, nd, key, val);
-	while (p->pos[l] == nd->n && next_leaf_before(t, p, key, val)) {
-		nd = p->node[l];
-		p->pos[l] = (uint8_t)leaf_rank(t, nd, key, val);
+}
+
+/*
+ * Copy on write: make every node on @p editable, top down.  A published
+ * node is cloned and its parent (already editable) or the tree header is
+ * pointed at the clone, so readers of earlier headers never see a change.
+ */
+static void path_own(struct bpt *t, struct bpt_pool *pool, struct bpt_iter *p)
+{
+	struct bpt_node *nd;
+
+	for (int l = 0; l < p->depth; l++) {
+		nd = path_node(p, l);
+		if (node_owned(pool, nd))
+			continue;
+		nd = node_clone(pool, nd);
+		if (l == 0)
+			t->root = nd;
+		else
+			path_node(p, l - 1)->vals[p->pos[l - 1]] = nd;
+		p->node[l] = nd;
 	}
 }
 
@@ -599,7 +672,7 @@ static void insert_first(struct bpt *t, struct bpt_pool *pool,
 void bpt_insert(struct bpt *t, struct bpt_pool *pool, uint64_t key, void *val)
 {
 	uint64_t entry_end = t->end ? t->end(val) : 0;
-	struct bpt_cell c = { key, val, entry_end };
+	struct bpt_cell c = { key, val, 0, entry_end };
 	struct bpt_node *nd, *nw;
 	struct bpt_iter p;
 	bool new_left;
@@ -612,6 +685,7 @@ void bpt_insert(struct bpt *t, struct bpt_pool *pool, uint64_t key, void *val)
 		return;
 	}
 	locate(t, key, val, &p);
+	path_own(t, pool, &p);
 	for (l = p.depth - 1; ; l--) {
 		nd = path_node(&p, l);
 		if (nd->n < BPT_FANOUT) {
@@ -650,11 +724,13 @@ static bool rebalance(struct bpt *t, struct bpt_pool *pool,
 
 	if (nd->n == 0) {
 		cell_remove(par, i);
-		pool_push(pool, nd);
+		node_drop(pool, nd);
 		t->nodes--;
 		return true;
 	}
 	if (left && left->n + nd->n <= BPT_FANOUT) {
+		if (!node_owned(pool, left))
+			par->vals[i - 1] = left = node_clone(pool, left);
 		cells_append(left, nd);
 		i--;
 	} else if (right && nd->n + right->n <= BPT_FANOUT) {
@@ -663,8 +739,8 @@ static bool rebalance(struct bpt *t, struct bpt_pool *pool,
 		refresh(t, par, i);
 		return false;
 	}
-	/* The emptied right node of the pair goes. */
-	pool_push(pool, par->vals[i + 1]);
+	/* The right node of the pair, now copied into the left one, goes. */
+	node_drop(pool, par->vals[i + 1]);
 	t->nodes--;
 	cell_remove(par, i + 1);
 	refresh(t, par, i);
@@ -681,10 +757,10 @@ static void shrink_root(struct bpt *t, struct bpt_pool *pool)
 		t->root = old->vals[0];
 		t->depth--;
 		t->nodes--;
-		pool_push(pool, old);
+		node_drop(pool, old);
 	}
 	if (t->root->n == 0) {
-		pool_push(pool, t->root);
+		node_drop(pool, t->root);
 		tree_reset(t);
 	}
 }
@@ -707,9 +783,12 @@ static struct bpt_node *locate_present(const struct bpt *t, uint64_t key,
 void bpt_remove(struct bpt *t, struct bpt_pool *pool, uint64_t key, void *val)
 {
 	struct bpt_iter p;
-	struct bpt_node *leaf = locate_present(t, key, val, &p);
+	struct bpt_node *leaf;
 	int l;
 
+	locate_present(t, key, val, &p);
+	path_own(t, pool, &p);
+	leaf = path_node(&p, p.depth - 1);
 	cell_remove(leaf, p.pos[p.depth - 1]);
 	t->count--;
 	for (l = p.depth - 1; l > 0 && rebalance(t, pool, &p, l); l--)
@@ -720,44 +799,18 @@ void bpt_remove(struct bpt *t, struct bpt_pool *pool, uint64_t key, void *val)
 
 /* ---- replace -------------------------------------------------------- */
 
-/*
- * The value at @p changed address; among entries of the same key move it
- * forward (@fwd) or back until (key, address) order holds again.  Only
- * values move, so keys stay put; the max ends of touched leaves are fixed.
- */
-static void replace_settle(const struct bpt *t, struct bpt_iter *p, bool fwd)
+/* The new value orders like the old one (same tie), so only the cell's
+ * value and, up the path, separators' ties and max ends change. */
+void bpt_replace(struct bpt *t, struct bpt_pool *pool, uint64_t key,
+		 void *old, void *new_val)
 {
-	struct bpt_iter q = *p;
-	struct bpt_node *a, *b;
-	int l = p->depth - 1;
-	void *v;
+	struct bpt_iter p;
 
-	while (path_step(&q, fwd)) {
-		a = path_node(p, l);
-		b = path_node(&q, l);
-		v = a->vals[p->pos[l]];
-		if (b->keys[q.pos[l]] != a->keys[p->pos[l]] ||
-		    (tie_of(t, b->vals[q.pos[l]]) < tie_of(t, v)) != fwd)
-			break;
-		a->vals[p->pos[l]] = b->vals[q.pos[l]];
-		b->vals[q.pos[l]] = v;
-		if (a != b)
-			refresh_up(t, p, l);
-		*p = q;
-	}
-	refresh_up(t, p, l);
-}
-
-void bpt_replace(struct bpt *t, uint64_t key, void *old, void *new_val)
-{
-	struct bpt_iter p, q;
-	struct bpt_node *leaf = locate_present(t, key, old, &p);
-
-	assert(new_val);
-	leaf->vals[p.pos[p.depth - 1]] = new_val;
-	q = p;
-	replace_settle(t, &p, true);
-	replace_settle(t, &q, false);
+	assert(new_val && tie_of(t, old) == tie_of(t, new_val));
+	locate_present(t, key, old, &p);
+	path_own(t, pool, &p);
+	path_node(&p, p.depth - 1)->vals[p.pos[p.depth - 1]] = new_val;
+	refresh_up(t, &p, p.depth - 1);
 }
 
 /* ---- lookups -------------------------------------------------------- */
@@ -916,6 +969,7 @@ static int check_cells(const struct bpt *t, const struct bpt_node *nd)
 		if (used && (nd->keys[j] == BPT_KEY_NONE || !nd->vals[j]))
 			return -BPT_CHECK_CELL;
 		if (!used && (nd->keys[j] != BPT_KEY_NONE || nd->vals[j] ||
+			      (!nd->leaf && cinner_of(nd)->ties[j]) ||
 			      (aug_inner && cinner_of(nd)->max_end[j])))
 			return -BPT_CHECK_PAD;
 	}
@@ -974,6 +1028,8 @@ static int check_inner(struct check_state *st, const struct bpt_node *nd,
 			return err;
 		if (nd->keys[j] != child->keys[0])
 			return -BPT_CHECK_SEPARATOR;
+		if (cinner_of(nd)->ties[j] != first_tie(st->t, child))
+			return -BPT_CHECK_TIE;
 		if (st->t->end && cinner_of(nd)->max_end[j] != m)
 			return -BPT_CHECK_MAX_END;
 		*max_end = m > *max_end ? m : *max_end;

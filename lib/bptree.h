@@ -9,14 +9,23 @@
  * Keys must be below UINT64_MAX: unused key cells hold UINT64_MAX so that a
  * node search needs no entry count.
  *
- * Concurrency: a tree is changed only while no reader can reach it (the
- * inactive set after a grace period).  Lookups and iterators only read and
- * may run concurrently with each other.
+ * Concurrency: copy on write.  A published tree is never changed: a writer
+ * copies the tree header (struct bpt, a few words), starts a new epoch of
+ * its pool, and edits the copy; every node on a path it changes that was
+ * published in an earlier epoch is cloned first (its parent then points to
+ * the clone) and the original goes on the pool's retired list.  Readers of
+ * the old header keep seeing the old tree, whole; readers of the new one
+ * see the new tree, whole.  Retired nodes may be reused only after a grace
+ * period (bpt_pool_reclaim(), or bpt_pool_detach_retired() and
+ * bpt_retired_free() later).  Nodes made in the current epoch are the
+ * writer's own and are edited in place, so a batch of edits clones each
+ * node at most once.  A pool that never starts an epoch edits in place.
  *
  * Memory: changes never allocate.  Before a change the writer reserves
  * nodes in a pool (bpt_pool_reserve(), the only call that can fail); a
- * change takes nodes from the pool and gives freed nodes back to it.  This
- * is what lets a multi-step slot change never fail half way.
+ * change takes nodes from the pool and gives freed nodes back to it (or
+ * retires them).  This is what lets a multi-step slot change never fail
+ * half way.
  */
 #ifndef MEMSLOT_LIB_BPTREE_H
 #define MEMSLOT_LIB_BPTREE_H
@@ -38,17 +47,31 @@
  * vals[i] is child i and keys[i] the smallest key in child i's subtree.
  * Cells at and beyond n hold key BPT_KEY_NONE and value NULL.
  * keys[] comes first so a search touches two cache lines per level.
+ * @epoch and @retired are the writer's and never read by readers: the
+ * pool epoch the node was made in while it is in a tree (64 bits: it never
+ * wraps), then the retired-list link once it left the writer's tree
+ * (readers may still walk a retired node, so the list cannot reuse its
+ * cells).
  */
 struct bpt_node {
 	uint64_t keys[BPT_FANOUT];
 	void *vals[BPT_FANOUT];
 	uint8_t n;
 	bool leaf;
+	union {
+		uint64_t epoch;
+		struct bpt_node *retired;
+	};
 };
 
-/* An inner node of an augmented tree also keeps each child's max end. */
+/*
+ * An inner node also keeps, per child, the tie value of the child's first
+ * entry (so a descent to an (key, tie) pair is O(log n) however many
+ * entries share the key) and, in an augmented tree, the max end.
+ */
 struct bpt_inner {
 	struct bpt_node node;
+	uint64_t ties[BPT_FANOUT];
 	uint64_t max_end[BPT_FANOUT];
 };
 
@@ -76,11 +99,15 @@ struct bpt_pool {
 	struct bpt_node *inners;	/* likewise; each is a struct bpt_inner */
 	size_t nleaves;
 	size_t ninners;
+	uint64_t epoch;			/* nodes of this epoch are editable */
+	struct bpt_node *retired;	/* replaced published nodes */
+	size_t nretired;
 };
 
 /* An empty tree; @t->tie may be set before the first insert. */
 void bpt_init(struct bpt *t, uint64_t (*end)(const void *val));
-/* Give every node of @t to @pool, leaving @t empty. */
+/* Give every node of @t to @pool, leaving @t empty.  Only for a tree that
+ * shares no node with another (the last one, or a private one). */
 void bpt_clear(struct bpt *t, struct bpt_pool *pool);
 
 void bpt_pool_init(struct bpt_pool *pool, struct mem_alloc *alloc);
@@ -89,6 +116,24 @@ void bpt_pool_init(struct bpt_pool *pool, struct mem_alloc *alloc);
 int bpt_pool_reserve(struct bpt_pool *pool, size_t leaves, size_t inners);
 /* Free spare nodes beyond @keep of each kind. */
 void bpt_pool_trim(struct bpt_pool *pool, size_t keep);
+
+/* Start a new epoch: every node made before is published from now on and
+ * is cloned, not edited, by later changes. */
+void bpt_pool_new_epoch(struct bpt_pool *pool);
+/* After a grace period: retired nodes return to the pool. */
+void bpt_pool_reclaim(struct bpt_pool *pool);
+/* Take the retired list away from the pool (to free it after a grace
+ * period that ends later, with bpt_retired_free()). */
+struct bpt_node *bpt_pool_detach_retired(struct bpt_pool *pool);
+/* Free a detached retired list through @alloc. */
+void bpt_retired_free(struct mem_alloc *alloc, struct bpt_node *list);
+
+/*
+ * Add to *@leaves and *@inners how many published nodes of @t @ops edits
+ * (inserts, removals, replacements) in one epoch may clone.
+ */
+void bpt_nodes_for_cow(const struct bpt *t, size_t ops, size_t *leaves,
+		       size_t *inners);
 
 /* Nodes one insert into @t may take: 1 leaf and this many inners. */
 size_t bpt_insert_inners(const struct bpt *t);
@@ -107,9 +152,10 @@ void bpt_insert(struct bpt *t, struct bpt_pool *pool, uint64_t key, void *val);
 /* Remove (@key, @val), which must be present; nodes go back to @pool.
  * Nodes that become sparse are merged with a neighbour. */
 void bpt_remove(struct bpt *t, struct bpt_pool *pool, uint64_t key, void *val);
-/* Replace the value of (@key, @old) by @new in place; for an augmented
- * tree @new's end is taken into account. */
-void bpt_replace(struct bpt *t, uint64_t key, void *old, void *new_val);
+/* Replace the value of (@key, @old) by @new, which must order the same
+ * (same tie); for an augmented tree @new's end is taken into account. */
+void bpt_replace(struct bpt *t, struct bpt_pool *pool, uint64_t key,
+		 void *old, void *new_val);
 
 /* The value of the last entry whose key is <= @key, or NULL. */
 void *bpt_find_le(const struct bpt *t, uint64_t key);
@@ -155,6 +201,7 @@ enum bpt_check_error {
 	BPT_CHECK_ORDER,	/* entries not strictly ascending */
 	BPT_CHECK_SEPARATOR,	/* an inner key is not its child's first key */
 	BPT_CHECK_MAX_END,	/* an inner max_end is not its child's max end */
+	BPT_CHECK_TIE,		/* an inner tie is not its child's first tie */
 	BPT_CHECK_COUNT,	/* t->count is not the number of entries */
 };
 

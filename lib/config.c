@@ -67,3 +67,52 @@ int config_check(const struct memslot_config *cfg)
 		return -EINVAL;
 	return 0;
 }
+
+/* Copy @n bytes of a caller's struct into zeroed @dst of @size bytes. */
+static void copy_by_size(void *dst, size_t size, const void *src, size_t n)
+{
+	memset(dst, 0, size);
+	memcpy(dst, src, n < size ? n : size);
+}
+
+/* The first published versions of the extensible structs end at @ctx. */
+#define ALLOC_MIN_SIZE \
+	(offsetof(struct memslot_allocator, ctx) + sizeof(void *))
+#define RCU_MIN_SIZE \
+	(offsetof(struct memslot_rcu_ops, ctx) + sizeof(void *))
+
+int config_copy(struct memslot_config *dst, const struct memslot_config *src)
+{
+	if (!src || src->size < CONFIG_MIN_SIZE)
+		return -EINVAL;
+	copy_by_size(dst, sizeof(*dst), src, src->size);
+	dst->size = sizeof(*dst);
+	return config_check(dst);
+}
+
+int config_copy_alloc(struct memslot_allocator *dst,
+		      const struct memslot_allocator *src)
+{
+	if (!src) {
+		*dst = mem_default_allocator;
+		return 0;
+	}
+	if (src->size < ALLOC_MIN_SIZE || !src->malloc || !src->free)
+		return -EINVAL;
+	copy_by_size(dst, sizeof(*dst), src, src->size);
+	dst->size = sizeof(*dst);
+	return 0;
+}
+
+int config_copy_rcu(struct memslot_rcu_ops *dst,
+		    const struct memslot_rcu_ops *src)
+{
+	if (!src)
+		src = memslot_rcu_urcu_memb();
+	if (src->size < RCU_MIN_SIZE || !src->read_lock || !src->read_unlock ||
+	    !src->synchronize)
+		return -EINVAL;
+	copy_by_size(dst, sizeof(*dst), src, src->size);
+	dst->size = sizeof(*dst);
+	return 0;
+}

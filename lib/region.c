@@ -12,10 +12,12 @@
  *     copies, index nodes, id-table growth, the id map) happens here, so
  *     nothing after this point can fail for lack of memory.
  *  3. apply: as KVM's kvm_set_memslot(): DELETE and MOVE first publish
- *     INVALID copies and call the flush hook; prepare hooks run; then the
- *     final layout is published.  Every swap edits the inactive set,
- *     publishes it, waits for a grace period and replays the same edit on
- *     the set it replaced, so both sets always hold the same slots.
+ *     INVALID copies and call the flush hook; rule 14 and the prepare hooks
+ *     run; then the final layout is published.  Each publish builds a new
+ *     layout copy on write from the active one (set.h) and stores it with
+ *     one pointer; blocking mode then waits for a grace period and frees
+ *     what only the old layout used, deferred mode publishes the final
+ *     layout at once and hands the old one to the reclaim thread.
  */
 #include <errno.h>
 #include <string.h>
@@ -51,11 +53,15 @@ struct change {
 	struct memslot_slot *invalid;	/* INVALID copy of old */
 };
 
+/* Layout headers a change may publish: INVALID, then final or revert. */
+#define MAX_DRAFTS 2
+
 struct batch {
 	struct memslot_vm *vm;
-	struct memslot_set *set;	/* the writer's set, read-only here */
+	struct memslot_set *cur;	/* the active layout when validated */
 	unsigned int as_id;
 	bool internal;
+	bool deferred;			/* publish at once, reclaim later */
 	bool overlay;			/* several requests: use byid/ranges */
 	struct change *ch;
 	size_t nch;
@@ -65,6 +71,9 @@ struct batch {
 	uint64_t total_pages;
 	uint64_t used_user_ids;
 	bool any_invalid;
+	struct memslot_set *draft[MAX_DRAFTS];	/* reserved headers */
+	unsigned int ndrafts;			/* of which used */
+	struct retire *retire;			/* deferred mode's record */
 };
 
 static uint32_t allowed_flags(const struct memslot_config *cfg)
@@ -155,7 +164,7 @@ static struct memslot_slot *current_slot(const struct batch *b, uint32_t id)
 {
 	struct change *c = staged(b, id);
 
-	return c ? c->cur : idt_find(&b->set->ids, id);
+	return c ? c->cur : set_find_id(b->cur, id);
 }
 
 static bool meets(const struct memslot_slot *s, uint64_t start, uint64_t end)
@@ -171,8 +180,8 @@ static bool overlaps(const struct batch *b, uint32_t id, uint64_t start,
 	struct memslot_slot *s;
 
 	if (!b->overlay)
-		return set_overlaps(b->set, id, start, end);
-	bpt_iter_seek_le(&it, &b->set->gfn, start);
+		return set_overlaps(b->cur, id, start, end);
+	bpt_iter_seek_le(&it, &b->cur->gfn, start);
 	while ((s = bpt_iter_next(&it)) && s->base_gfn < end) {
 		if (meets(s, start, end) && s->id != id && !staged(b, s->id))
 			return true;
@@ -252,7 +261,7 @@ static struct change *change_for(struct batch *b, uint32_t id)
 	c = &b->ch[b->nch++];
 	memset(c, 0, sizeof(*c));
 	c->id = id;
-	c->old = c->cur = idt_find(&b->set->ids, id);
+	c->old = c->cur = set_find_id(b->cur, id);
 	if (b->overlay)
 		bpt_insert(&b->byid, &b->tmp, id, c);
 	return c;
@@ -324,17 +333,13 @@ static int validate_one(struct batch *b, size_t op,
 		return rule_errno(*rule);
 	if (op == 0) {
 		b->as_id = q.as_id;
-		b->set = vm_inactive(b->vm, q.as_id);
+		b->cur = atomic_load_explicit(&b->vm->active[q.as_id],
+					      memory_order_relaxed);
 		b->total_pages = b->vm->as[q.as_id].total_pages;
 	}
+	/* Rule 14 is the arch's prepare step: apply() checks it, after the
+	 * INVALID phase, for a single request and a batch alike. */
 	*rule = check_layout(b, &q, current_slot(b, q.id), &kind);
-	/* A batch checks rule 14 here, in request order, so that the first
-	 * failing request is the one reported and a failed batch changes
-	 * nothing; a single MOVE checks it after its INVALID swap, as KVM. */
-	if (*rule == MEMSLOT_RULE_OK && b->overlay &&
-	    (kind == MEMSLOT_CHANGE_CREATE || kind == MEMSLOT_CHANGE_MOVE) &&
-	    q.base_gfn + q.npages - 1 > cfg->max_gfn)
-		*rule = MEMSLOT_RULE_MAX_GFN;
 	if (*rule != MEMSLOT_RULE_OK)
 		return rule_errno(*rule);
 	if (stage(b, op, &q, kind)) {
@@ -428,9 +433,10 @@ static void each_used_id(void *ctx, void (*fn)(struct idmap *, uint64_t),
 		fn(map, s->id);
 }
 
+/* Blocking mode only: deferred mode publishes the final layout at once. */
 static int alloc_invalid(struct batch *b)
 {
-	for (size_t i = 0; i < b->nch; i++) {
+	for (size_t i = 0; i < b->nch && !b->deferred; i++) {
 		struct change *c = &b->ch[i];
 
 		if (!needs_invalid(c->kind))
@@ -446,21 +452,25 @@ static int alloc_invalid(struct batch *b)
 }
 
 /*
- * Index nodes that the edits of one set need.  Only the final edit takes
- * nodes (INVALID copies and flag changes are replaced in place), and it
- * removes before it inserts, as bpt_nodes_for_inserts() requires.
+ * Index nodes every build of this change may take: the INVALID build
+ * replaces, the final (or revert) build removes, then inserts, as
+ * bpt_nodes_for_inserts() requires.  Builds start from layouts of the
+ * same shape, so one bound per build holds.
  */
-static void count_nodes(const struct batch *b, const struct memslot_set *set,
-			size_t *leaves, size_t *inners)
+static void count_nodes(const struct batch *b, size_t *leaves,
+			size_t *inners)
 {
-	size_t gfn_inserts = 0, hva_inserts = 0;
+	size_t gfn_ins = 0, hva_ins = 0;
 
 	for (size_t i = 0; i < b->nch; i++) {
-		gfn_inserts += enters_gfn(b->ch[i].kind);
-		hva_inserts += enters_hva(b->ch[i].kind);
+		gfn_ins += enters_gfn(b->ch[i].kind);
+		hva_ins += enters_hva(b->ch[i].kind);
 	}
-	bpt_nodes_for_inserts(&set->gfn, gfn_inserts, leaves, inners);
-	bpt_nodes_for_inserts(&set->hva, hva_inserts, leaves, inners);
+	if (b->any_invalid)
+		set_nodes_for(b->cur, b->nch, 0, 0, 0, leaves, inners);
+	/* A move edits the gfn index twice (out, then in). */
+	set_nodes_for(b->cur, 2 * b->nch, gfn_ins, hva_ins, hva_ins, leaves,
+		      inners);
 }
 
 static size_t id_growth(const struct batch *b)
@@ -474,23 +484,46 @@ static size_t id_growth(const struct batch *b)
 	return creates > deletes ? creates - deletes : 0;
 }
 
-/* Stage 2.  Return: 0 or -ENOMEM, with nothing changed either way. */
+static int alloc_drafts(struct batch *b)
+{
+	unsigned int n = b->any_invalid ? 2 : 1;
+
+	for (unsigned int i = 0; i < n; i++) {
+		b->draft[i] = set_alloc(&b->vm->alloc);
+		if (!b->draft[i])
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Deferred mode: the record the reclaim thread completes, and the thread. */
+static int alloc_retire(struct batch *b)
+{
+	if (!b->deferred)
+		return 0;
+	b->retire = retire_alloc(&b->vm->alloc, b->nch);
+	if (!b->retire)
+		return -ENOMEM;
+	return reclaim_start(b->vm);
+}
+
+/* Stage 2.  Return: 0, -ENOMEM or -EAGAIN, with nothing changed. */
 static int reserve(struct batch *b)
 {
 	struct memslot_as *as = &b->vm->as[b->as_id];
 	size_t leaves = 0, inners = 0, grow = id_growth(b);
 	int r = alloc_invalid(b);
 
-	for (int i = 0; i < 2 && !r; i++) {
-		count_nodes(b, &as->sets[i], &leaves, &inners);
-		r = idt_reserve(&as->sets[i].ids, grow);
+	if (!r)
+		r = alloc_drafts(b);
+	if (!r) {
+		count_nodes(b, &leaves, &inners);
+		r = bpt_pool_reserve(&b->vm->pool, leaves, inners);
 	}
 	if (!r)
-		r = bpt_pool_reserve(&b->vm->pool, leaves, inners);
-	if (!r)
 		r = idmap_reserve(&as->ids, b->used_user_ids + grow,
-				  each_used_id, b->set);
-	return r;
+				  each_used_id, b->cur);
+	return r ? r : alloc_retire(b);
 }
 
 /* ---- stage 3: apply --------------------------------------------------- */
@@ -505,7 +538,8 @@ static void edit_invalidate(struct batch *b, struct memslot_set *set)
 {
 	for (size_t i = 0; i < b->nch; i++) {
 		if (b->ch[i].invalid)
-			set_replace(set, b->ch[i].old, b->ch[i].invalid);
+			set_replace(set, &b->vm->pool, b->ch[i].old,
+				    b->ch[i].invalid);
 	}
 }
 
@@ -513,7 +547,8 @@ static void edit_revert(struct batch *b, struct memslot_set *set)
 {
 	for (size_t i = 0; i < b->nch; i++) {
 		if (b->ch[i].invalid)
-			set_replace(set, b->ch[i].invalid, b->ch[i].old);
+			set_replace(set, &b->vm->pool, b->ch[i].invalid,
+				    b->ch[i].old);
 	}
 }
 
@@ -542,7 +577,7 @@ static void edit_final(struct batch *b, struct memslot_set *set)
 		struct change *c = &b->ch[i];
 
 		if (c->kind == MEMSLOT_CHANGE_FLAGS_ONLY)
-			set_replace(set, held(c), c->cur);
+			set_replace(set, &b->vm->pool, held(c), c->cur);
 		else if (c->kind == MEMSLOT_CHANGE_MOVE)
 			set_move_in(set, &b->vm->pool, held(c), c->cur);
 		else if (c->kind != MEMSLOT_CHANGE_DELETE)
@@ -550,70 +585,124 @@ static void edit_final(struct batch *b, struct memslot_set *set)
 	}
 }
 
-/* Edit the inactive set, publish it, and bring the other set level. */
+/* A new layout: the active one, copied on write and edited. */
+static struct memslot_set *build(struct batch *b,
+				 void (*edit)(struct batch *,
+					      struct memslot_set *))
+{
+	struct memslot_set *next = b->draft[b->ndrafts++];
+
+	set_copy(next, atomic_load_explicit(&b->vm->active[b->as_id],
+					    memory_order_relaxed));
+	bpt_pool_new_epoch(&b->vm->pool);
+	edit(b, next);
+	return next;
+}
+
+/* KVM's swap: publish, wait for readers of the old layout, free what only
+ * it used. */
 static void swap_with(struct batch *b,
 		      void (*edit)(struct batch *, struct memslot_set *))
 {
-	edit(b, vm_inactive(b->vm, b->as_id));
-	vm_swap(b->vm, b->as_id);
-	edit(b, vm_inactive(b->vm, b->as_id));
+	struct memslot_vm *vm = b->vm;
+	struct memslot_set *prev =
+		vm_publish(vm, b->as_id, build(b, edit), vm->nr_as, true);
+
+	bpt_pool_reclaim(&vm->pool);
+	set_free(&vm->alloc, prev);
+}
+
+/* The hook events of @c: a RECREATE is a DELETE, then a CREATE. */
+struct event {
+	const struct memslot_slot *old;
+	const struct memslot_slot *new_slot;
+	enum memslot_change kind;
+};
+
+static unsigned int events_of(const struct change *c, struct event ev[2])
+{
+	if (c->kind != CHANGE_RECREATE) {
+		ev[0] = (struct event){ c->old, c->cur, c->kind };
+		return 1;
+	}
+	ev[0] = (struct event){ c->old, NULL, MEMSLOT_CHANGE_DELETE };
+	ev[1] = (struct event){ NULL, c->cur, MEMSLOT_CHANGE_CREATE };
+	return 2;
 }
 
 static void flush_all(struct batch *b)
 {
-	const struct memslot_callbacks *cb = b->vm->cb;
-
-	for (size_t i = 0; cb && cb->flush && i < b->nch; i++) {
+	for (size_t i = 0; i < b->nch; i++) {
 		if (b->ch[i].invalid)
-			cb->flush(cb->ctx, b->ch[i].old);
+			listeners_flush(&b->vm->listeners, b->vm, b->ch[i].old);
 	}
 }
 
-static int call_prepare(const struct memslot_callbacks *cb,
-			const struct memslot_slot *old,
-			const struct memslot_slot *cur, enum memslot_change kind,
-			enum memslot_rule *rule)
+/* Abort, newest first, the first @nev events of change @i and every
+ * event of the changes before it. */
+static void abort_prepared(struct batch *b, size_t i, unsigned int nev)
 {
-	int r;
+	struct event ev[2];
 
-	if (!cb || !cb->prepare)
-		return 0;
-	r = cb->prepare(cb->ctx, old, cur, kind);
-	if (r)
-		*rule = MEMSLOT_RULE_PREPARE;
-	return r > 0 ? -r : r;
+	for (;;) {
+		events_of(&b->ch[i], ev);
+		while (nev-- > 0)
+			listeners_abort(&b->vm->listeners, b->vm, ev[nev].old,
+					ev[nev].new_slot, ev[nev].kind);
+		if (i-- == 0)
+			return;
+		nev = events_of(&b->ch[i], ev);
+	}
 }
 
-/* The library's own arch check (rule 14), then the consumer's hook. */
-static int prepare_one(struct batch *b, const struct change *c,
-		       enum memslot_rule *rule)
+/* The library's own arch check (rule 14), then the listeners. */
+static int prepare_one(struct batch *b, size_t i, enum memslot_rule *rule)
 {
-	const struct memslot_callbacks *cb = b->vm->cb;
-	int r;
+	const struct change *c = &b->ch[i];
+	struct event ev[2];
+	unsigned int n = events_of(c, ev);
+	int r = 0;
 
 	if (enters_gfn(c->kind) && slot_end_gfn(c->cur) - 1 > b->vm->cfg.max_gfn) {
 		*rule = MEMSLOT_RULE_MAX_GFN;
+		abort_prepared(b, i, 0);
 		return -EINVAL;
 	}
-	if (c->kind != CHANGE_RECREATE)
-		return call_prepare(cb, c->old, c->cur, c->kind, rule);
-	r = call_prepare(cb, c->old, NULL, MEMSLOT_CHANGE_DELETE, rule);
-	return r ? r : call_prepare(cb, NULL, c->cur, MEMSLOT_CHANGE_CREATE, rule);
+	for (unsigned int e = 0; e < n && !r; e++) {
+		r = listeners_prepare(&b->vm->listeners, b->vm, ev[e].old,
+				      ev[e].new_slot, ev[e].kind);
+		if (r) {
+			*rule = MEMSLOT_RULE_PREPARE;
+			abort_prepared(b, i, e);
+		}
+	}
+	return r;
+}
+
+static int prepare_all(struct batch *b, size_t *failed,
+		       enum memslot_rule *rule)
+{
+	for (size_t i = 0; i < b->nch; i++) {
+		int r = prepare_one(b, i, rule);
+
+		if (r) {
+			*failed = b->ch[i].op;
+			return r;
+		}
+	}
+	return 0;
 }
 
 static void commit_all(struct batch *b)
 {
-	const struct memslot_callbacks *cb = b->vm->cb;
+	struct event ev[2];
 
-	for (size_t i = 0; cb && cb->commit && i < b->nch; i++) {
-		const struct change *c = &b->ch[i];
+	for (size_t i = 0; i < b->nch; i++) {
+		unsigned int n = events_of(&b->ch[i], ev);
 
-		if (c->kind != CHANGE_RECREATE) {
-			cb->commit(cb->ctx, c->old, c->cur, c->kind);
-			continue;
-		}
-		cb->commit(cb->ctx, c->old, NULL, MEMSLOT_CHANGE_DELETE);
-		cb->commit(cb->ctx, NULL, c->cur, MEMSLOT_CHANGE_CREATE);
+		for (unsigned int e = 0; e < n; e++)
+			listeners_commit(&b->vm->listeners, b->vm, ev[e].old,
+					 ev[e].new_slot, ev[e].kind);
 	}
 }
 
@@ -699,7 +788,8 @@ static void report(const struct batch *b, struct memslot_txn_result *res)
 		k = report_rank(b, res, rank, k);
 }
 
-/* Old objects are unreachable now: both swaps and replays are done. */
+/* Blocking mode: both publishes waited for readers, so the old objects
+ * are unreachable now. */
 static void release_old(struct batch *b)
 {
 	for (size_t i = 0; i < b->nch; i++) {
@@ -710,34 +800,16 @@ static void release_old(struct batch *b)
 	b->nch = 0;
 }
 
-static int prepare_all(struct batch *b, size_t *failed,
-		       enum memslot_rule *rule)
+/* Blocking mode, as kvm_set_memslot().  Return: 0 or the prepare error. */
+static int apply_blocking(struct batch *b, struct memslot_txn_result *res)
 {
-	for (size_t i = 0; i < b->nch; i++) {
-		int r = prepare_one(b, &b->ch[i], rule);
-
-		if (r) {
-			*failed = b->ch[i].op;
-			return r;
-		}
-	}
-	return 0;
-}
-
-/* Stage 3, as kvm_set_memslot().  Return: 0 or the prepare error. */
-static int apply(struct batch *b, struct memslot_txn_result *res)
-{
-	size_t *failed = &res->failed;
-	enum memslot_rule *rule = &res->rule;
 	int r;
 
 	if (b->any_invalid) {
-		edit_invalidate(b, vm_inactive(b->vm, b->as_id));
-		vm_swap(b->vm, b->as_id);
+		swap_with(b, edit_invalidate);
 		flush_all(b);
-		edit_invalidate(b, vm_inactive(b->vm, b->as_id));
 	}
-	r = prepare_all(b, failed, rule);
+	r = prepare_all(b, &res->failed, &res->rule);
 	if (r) {
 		if (b->any_invalid)
 			swap_with(b, edit_revert);
@@ -748,6 +820,52 @@ static int apply(struct batch *b, struct memslot_txn_result *res)
 	account(b);
 	report(b, res);
 	release_old(b);
+	return 0;
+}
+
+/* Deferred mode: the old objects go to the reclaim thread, which flushes
+ * the ones a blocking change would have made INVALID. */
+static struct retire *retire_old(struct batch *b, struct memslot_set *prev)
+{
+	struct retire *rt = b->retire;
+
+	rt->set = prev;
+	rt->nodes = bpt_pool_detach_retired(&b->vm->pool);
+	for (size_t i = 0; i < b->nch; i++) {
+		struct change *c = &b->ch[i];
+
+		if (c->old && c->old != c->cur)
+			rt->slots[rt->nslots++] = (struct retire_slot){
+				c->old, needs_invalid(c->kind) };
+	}
+	b->nch = 0;
+	b->retire = NULL;
+	return rt;
+}
+
+/* The generation step a blocking change would take, in one publish. */
+static uint64_t deferred_step(const struct batch *b)
+{
+	for (size_t i = 0; i < b->nch; i++) {
+		if (needs_invalid(b->ch[i].kind))
+			return 2ull * b->vm->nr_as;
+	}
+	return b->vm->nr_as;
+}
+
+static int apply_deferred(struct batch *b, struct memslot_txn_result *res)
+{
+	struct memslot_set *prev;
+	int r = prepare_all(b, &res->failed, &res->rule);
+
+	if (r)
+		return r;
+	prev = vm_publish(b->vm, b->as_id, build(b, edit_final),
+			  deferred_step(b), false);
+	commit_all(b);
+	account(b);
+	report(b, res);
+	res->ticket = reclaim_queue(&b->vm->reclaim, retire_old(b, prev));
 	return 0;
 }
 
@@ -769,16 +887,15 @@ static int batch_begin(struct batch *b, struct memslot_vm *vm, size_t n,
 
 static void batch_end(struct batch *b, size_t n)
 {
-	struct memslot_as *as = &b->vm->as[b->as_id];
-
 	discard(b);
 	bpt_clear(&b->byid, &b->tmp);
 	bpt_clear(&b->ranges, &b->tmp);
 	bpt_pool_trim(&b->tmp, 0);
 	if (n > 1)
 		mem_free(&b->vm->alloc, b->ch, n * sizeof(*b->ch));
-	idt_release(&as->sets[0].ids);
-	idt_release(&as->sets[1].ids);
+	for (unsigned int i = b->ndrafts; i < MAX_DRAFTS; i++)
+		set_free(&b->vm->alloc, b->draft[i]);
+	retire_free(&b->vm->alloc, b->retire);
 	bpt_pool_trim(&b->vm->pool, POOL_KEEP);
 }
 
@@ -797,8 +914,29 @@ static int validate_all(struct batch *b, const struct memslot_region *r,
 	return 0;
 }
 
+/* Stages 1 and 2, with the writer lock held. */
+static int prepare_batch(struct batch *b, const struct memslot_region *r,
+			 size_t n, struct memslot_txn_result *res)
+{
+	int err = validate_all(b, r, n, &res->failed, &res->rule);
+
+	if (err)
+		return err;
+	b->used_user_ids = b->vm->as[b->as_id].used_user_ids;
+	settle(b);
+	if (!b->nch)
+		return 0;
+	err = reserve(b);
+	if (err) {
+		res->rule = MEMSLOT_RULE_NOMEM;
+		res->failed = n;
+	}
+	return err;
+}
+
 int vm_set_regions(struct memslot_vm *vm, const struct memslot_region *r,
-		   size_t n, bool internal, struct memslot_txn_result *res)
+		   size_t n, bool internal, bool deferred,
+		   struct memslot_txn_result *res)
 {
 	struct change one;
 	struct batch b;
@@ -807,35 +945,28 @@ int vm_set_regions(struct memslot_vm *vm, const struct memslot_region *r,
 	res->failed = 0;
 	res->rule = MEMSLOT_RULE_OK;
 	res->nchanges = 0;
-	if (vm_in_read_section()) {
+	res->ticket = 0;
+	err = vm_writer_lock(vm);
+	if (err) {
 		res->rule = MEMSLOT_RULE_BUSY;
-		return -EBUSY;
+		return err;
 	}
-	pthread_mutex_lock(&vm->writer);
 	err = batch_begin(&b, vm, n, internal, &one);
+	b.deferred = deferred;
 	if (err) {
 		/* the batch's own bookkeeping: no request is to blame */
 		res->rule = MEMSLOT_RULE_NOMEM;
 		res->failed = n;
 	}
 	if (!err)
-		err = validate_all(&b, r, n, &res->failed, &res->rule);
-	if (!err) {
-		b.used_user_ids = vm->as[b.as_id].used_user_ids;
-		settle(&b);
-		err = reserve(&b);
-		if (err) {
-			res->rule = MEMSLOT_RULE_NOMEM;
-			res->failed = n;
-		}
-	}
+		err = prepare_batch(&b, r, n, res);
 	if (!err && b.nch)
-		err = apply(&b, res);
+		err = deferred ? apply_deferred(&b, res) : apply_blocking(&b, res);
 	if (!err && n > 1)
 		res->rule = MEMSLOT_RULE_OK;
 	if (b.ch)
 		batch_end(&b, n);
-	pthread_mutex_unlock(&vm->writer);
+	vm_writer_unlock(vm);
 	return err;
 }
 
@@ -848,7 +979,7 @@ static int set_region_common(struct memslot_vm *vm,
 
 	if (!vm || !region)
 		return -EINVAL;
-	r = vm_set_regions(vm, region, 1, internal, &res);
+	r = vm_set_regions(vm, region, 1, internal, false, &res);
 	if (rule)
 		*rule = res.rule;
 	return r;
@@ -868,9 +999,9 @@ int memslot_set_internal_region(struct memslot_vm *vm,
 	return set_region_common(vm, region, true, rule);
 }
 
-int memslot_set_regions(struct memslot_vm *vm,
-			const struct memslot_region *regions, size_t n,
-			struct memslot_txn_result *res)
+static int set_regions_common(struct memslot_vm *vm,
+			      const struct memslot_region *regions, size_t n,
+			      bool deferred, struct memslot_txn_result *res)
 {
 	struct memslot_txn_result local = { 0 };
 	int r;
@@ -884,11 +1015,26 @@ int memslot_set_regions(struct memslot_vm *vm,
 	if (!n) {
 		res->rule = MEMSLOT_RULE_OK;
 		res->nchanges = 0;
+		res->ticket = 0;
 		return 0;
 	}
-	r = vm_set_regions(vm, regions, n, false, res);
+	r = vm_set_regions(vm, regions, n, false, deferred, res);
 	/* A transaction reports OK on success, even if it changed nothing. */
 	if (!r)
 		res->rule = MEMSLOT_RULE_OK;
 	return r;
+}
+
+int memslot_set_regions(struct memslot_vm *vm,
+			const struct memslot_region *regions, size_t n,
+			struct memslot_txn_result *res)
+{
+	return set_regions_common(vm, regions, n, false, res);
+}
+
+int memslot_set_regions_deferred(struct memslot_vm *vm,
+				 const struct memslot_region *regions,
+				 size_t n, struct memslot_txn_result *res)
+{
+	return set_regions_common(vm, regions, n, true, res);
 }

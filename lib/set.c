@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* One slot set: gfn index, hva index, id table, last-used cache. */
+/* One published layout: gfn, hva and id indexes, last-used cache. */
 #include <errno.h>
 #include <stdbool.h>
+#include <string.h>
 
 #include "set.h"
 
@@ -10,31 +11,60 @@ static uint64_t hva_end_of(const void *val)
 	return slot_hva_end(val);
 }
 
-/* Aliases (equal hva) are ordered by id, which a replacement keeps, so
- * replacing a slot by its next state is an in-place store there. */
+/* Every index orders equal keys by slot id (only the hva index has equal
+ * keys: aliases).  A slot's next state keeps its id, so replacing a slot
+ * never reorders an index. */
 static uint64_t id_of(const void *val)
 {
 	return ((const struct memslot_slot *)val)->id;
 }
 
-int set_init(struct memslot_set *s, unsigned int idx, unsigned int as_id,
-	     struct mem_alloc *alloc)
+struct memslot_set *set_alloc(struct mem_alloc *alloc)
 {
+	return mem_malloc(alloc, sizeof(struct memslot_set));
+}
+
+struct memslot_set *set_new_empty(struct mem_alloc *alloc, unsigned int as_id)
+{
+	struct memslot_set *s = mem_zalloc(alloc, sizeof(*s));
+
+	if (!s)
+		return NULL;
 	atomic_init(&s->generation, as_id);
 	atomic_init(&s->last_used, NULL);
 	bpt_init(&s->gfn, NULL);
 	bpt_init(&s->hva, hva_end_of);
+	bpt_init(&s->ids, NULL);
+	s->gfn.tie = id_of;
 	s->hva.tie = id_of;
-	s->idx = idx;
+	s->ids.tie = id_of;
 	s->as_id = as_id;
-	return idt_init(&s->ids, idx, alloc);
+	return s;
 }
 
-void set_destroy(struct memslot_set *s, struct bpt_pool *pool)
+void set_free(struct mem_alloc *alloc, struct memslot_set *s)
+{
+	mem_free(alloc, s, sizeof(*s));
+}
+
+void set_copy(struct memslot_set *dst, const struct memslot_set *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	dst->gfn = src->gfn;
+	dst->hva = src->hva;
+	dst->ids = src->ids;
+	dst->as_id = src->as_id;
+	atomic_init(&dst->generation,
+		    atomic_load_explicit(&src->generation, memory_order_relaxed));
+	atomic_init(&dst->last_used,
+		    atomic_load_explicit(&src->last_used, memory_order_relaxed));
+}
+
+void set_clear(struct memslot_set *s, struct bpt_pool *pool)
 {
 	bpt_clear(&s->gfn, pool);
 	bpt_clear(&s->hva, pool);
-	idt_destroy(&s->ids);
+	bpt_clear(&s->ids, pool);
 }
 
 static void retarget(struct memslot_set *s, struct memslot_slot *old,
@@ -50,7 +80,7 @@ void set_insert(struct memslot_set *s, struct bpt_pool *pool,
 {
 	bpt_insert(&s->gfn, pool, slot->base_gfn, slot);
 	bpt_insert(&s->hva, pool, slot->hva, slot);
-	idt_add(&s->ids, slot);
+	bpt_insert(&s->ids, pool, slot->id, slot);
 }
 
 void set_remove(struct memslot_set *s, struct bpt_pool *pool,
@@ -58,24 +88,24 @@ void set_remove(struct memslot_set *s, struct bpt_pool *pool,
 {
 	bpt_remove(&s->gfn, pool, old->base_gfn, old);
 	bpt_remove(&s->hva, pool, old->hva, old);
-	idt_del(&s->ids, old);
+	bpt_remove(&s->ids, pool, old->id, old);
 	retarget(s, old, successor);
 }
 
-static void replace_rest(struct memslot_set *s, struct memslot_slot *old,
+static void replace_rest(struct memslot_set *s, struct bpt_pool *pool,
+			 struct memslot_slot *old,
 			 struct memslot_slot *new_slot)
 {
-	bpt_replace(&s->hva, old->hva, old, new_slot);
-	idt_del(&s->ids, old);
-	idt_add(&s->ids, new_slot);
+	bpt_replace(&s->hva, pool, old->hva, old, new_slot);
+	bpt_replace(&s->ids, pool, old->id, old, new_slot);
 	retarget(s, old, new_slot);
 }
 
-void set_replace(struct memslot_set *s, struct memslot_slot *old,
-		 struct memslot_slot *new_slot)
+void set_replace(struct memslot_set *s, struct bpt_pool *pool,
+		 struct memslot_slot *old, struct memslot_slot *new_slot)
 {
-	bpt_replace(&s->gfn, old->base_gfn, old, new_slot);
-	replace_rest(s, old, new_slot);
+	bpt_replace(&s->gfn, pool, old->base_gfn, old, new_slot);
+	replace_rest(s, pool, old, new_slot);
 }
 
 void set_move_out(struct memslot_set *s, struct bpt_pool *pool,
@@ -88,7 +118,19 @@ void set_move_in(struct memslot_set *s, struct bpt_pool *pool,
 		 struct memslot_slot *old, struct memslot_slot *new_slot)
 {
 	bpt_insert(&s->gfn, pool, new_slot->base_gfn, new_slot);
-	replace_rest(s, old, new_slot);
+	replace_rest(s, pool, old, new_slot);
+}
+
+void set_nodes_for(const struct memslot_set *s, size_t edits,
+		   size_t gfn_inserts, size_t hva_inserts, size_t id_inserts,
+		   size_t *leaves, size_t *inners)
+{
+	bpt_nodes_for_cow(&s->gfn, edits, leaves, inners);
+	bpt_nodes_for_cow(&s->hva, edits, leaves, inners);
+	bpt_nodes_for_cow(&s->ids, edits, leaves, inners);
+	bpt_nodes_for_inserts(&s->gfn, gfn_inserts, leaves, inners);
+	bpt_nodes_for_inserts(&s->hva, hva_inserts, leaves, inners);
+	bpt_nodes_for_inserts(&s->ids, id_inserts, leaves, inners);
 }
 
 struct memslot_slot *set_search_approx(const struct memslot_set *s,
@@ -112,4 +154,3 @@ bool set_overlaps(const struct memslot_set *s, uint32_t id, uint64_t start,
 	}
 	return false;
 }
-

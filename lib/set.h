@@ -1,19 +1,27 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Private: one slot set of an address space, with its own indexes.
+ * Private: one published layout of an address space ("memslot set"): its
+ * generation, its gfn, hva and id indexes, and the set-wide last-used
+ * cache.  A view (struct memslot_view) is a pointer to one.
  *
- * Each address space has two sets sharing the slot objects.  Readers use
- * the active one; the writer changes only the inactive one, which no reader
- * can reach once the grace period after the last swap has ended.
+ * Layouts are copy on write.  The writer copies the active layout's header
+ * (the tree roots, a few words), edits the copy's trees in a new pool
+ * epoch (bptree.h: published nodes are cloned, never changed) and
+ * publishes the new header with one pointer store.  Readers holding the
+ * old header keep a whole, unchanging old layout until their read section
+ * ends; then the old header and the nodes only it used are freed.  Two
+ * layouts share every node the change did not touch, and every slot
+ * object.
  */
 #ifndef MEMSLOT_LIB_SET_H
 #define MEMSLOT_LIB_SET_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "alloc.h"
 #include "bptree.h"
-#include "idtable.h"
 #include "slot.h"
 
 #define SET_GEN_IN_PROGRESS (1ull << 63)
@@ -22,11 +30,11 @@
 #define SET_LINE 64
 
 struct memslot_set {
-	/* Written by the writer while readers look (swap), hence atomic. */
+	/* Written by a blocking publish while readers look, hence atomic. */
 	_Atomic uint64_t generation;
 	struct bpt gfn;		/* key: base gfn; value: slot */
 	struct bpt hva;		/* key: hva; augmented with the hva end */
-	unsigned int idx;	/* 0 or 1: this set's hh[] in the slots */
+	struct bpt ids;		/* key: slot id */
 	unsigned int as_id;
 	/*
 	 * The set-wide last-used cache, stored to by readers (never RMW).
@@ -38,19 +46,24 @@ struct memslot_set {
 	char pad_before[SET_LINE];
 	struct memslot_slot *_Atomic last_used;
 	char pad_after[SET_LINE - sizeof(void *)];
-	struct idtable ids;	/* writer-side mostly; cold */
 };
 
-/* Return: 0 or -ENOMEM. */
-int set_init(struct memslot_set *s, unsigned int idx, unsigned int as_id,
-	     struct mem_alloc *alloc);
-/* Frees the indexes (nodes go to @pool), not the slots. */
-void set_destroy(struct memslot_set *s, struct bpt_pool *pool);
+/* An empty layout for address space @as_id, or NULL. */
+struct memslot_set *set_new_empty(struct mem_alloc *alloc, unsigned int as_id);
+/* Frees the header only (the trees' nodes belong to the pool). */
+void set_free(struct mem_alloc *alloc, struct memslot_set *s);
+/* Make @dst (from set_alloc) a copy of @src that shares its trees; the
+ * generation is left to the publisher. */
+void set_copy(struct memslot_set *dst, const struct memslot_set *src);
+/* Space for a header, not initialised; NULL on failure. */
+struct memslot_set *set_alloc(struct mem_alloc *alloc);
+/* Give every node of the last layout to @pool (VM teardown). */
+void set_clear(struct memslot_set *s, struct bpt_pool *pool);
 
 /*
- * Set edits.  They never fail: the caller has reserved index nodes
- * (bpt_nodes_for_inserts) and id-table room (idt_reserve) beforehand.
- * The set-wide last-used cache follows a replaced slot to its successor.
+ * Set edits, on an unpublished copy in the pool's current epoch.  They
+ * never fail: the caller has reserved nodes (set_nodes_for()).  The
+ * set-wide last-used cache follows a replaced slot to its successor.
  */
 void set_insert(struct memslot_set *s, struct bpt_pool *pool,
 		struct memslot_slot *slot);
@@ -58,9 +71,9 @@ void set_insert(struct memslot_set *s, struct bpt_pool *pool,
 void set_remove(struct memslot_set *s, struct bpt_pool *pool,
 		struct memslot_slot *old, struct memslot_slot *successor);
 /* Replace @old by @new_slot: same id, hva and base gfn (an INVALID copy,
- * a flags change).  In place in every index: takes no nodes. */
-void set_replace(struct memslot_set *s, struct memslot_slot *old,
-		 struct memslot_slot *new_slot);
+ * a flags change). */
+void set_replace(struct memslot_set *s, struct bpt_pool *pool,
+		 struct memslot_slot *old, struct memslot_slot *new_slot);
 /*
  * A move in two steps, so that a batch can remove from the gfn index
  * before it inserts (see bpt_nodes_for_inserts): take @old out of the gfn
@@ -71,6 +84,15 @@ void set_move_out(struct memslot_set *s, struct bpt_pool *pool,
 		  struct memslot_slot *old);
 void set_move_in(struct memslot_set *s, struct bpt_pool *pool,
 		 struct memslot_slot *old, struct memslot_slot *new_slot);
+
+/*
+ * Add to *@leaves and *@inners the nodes one build of a new layout from
+ * @s may take: @edits slot edits of any kind, of which @gfn_inserts and
+ * @hva_inserts insert into those indexes and @id_inserts add ids.
+ */
+void set_nodes_for(const struct memslot_set *s, size_t edits,
+		   size_t gfn_inserts, size_t hva_inserts, size_t id_inserts,
+		   size_t *leaves, size_t *inners);
 
 /* The slot containing @gfn, without the cache; NULL if none. */
 static inline struct memslot_slot *set_search(const struct memslot_set *s,
@@ -86,6 +108,15 @@ static inline struct memslot_slot *set_search(const struct memslot_set *s,
 /* Same, or with @approx the slot just below a hole (or the first). */
 struct memslot_slot *set_search_approx(const struct memslot_set *s,
 				       uint64_t gfn);
+
+/* The slot with id @id, or NULL. */
+static inline struct memslot_slot *set_find_id(const struct memslot_set *s,
+					       uint32_t id)
+{
+	struct memslot_slot *slot = bpt_find_le(&s->ids, id);
+
+	return slot && slot->id == id ? slot : NULL;
+}
 
 /* Whether a slot other than @id intersects [@start, @end). */
 bool set_overlaps(const struct memslot_set *s, uint32_t id, uint64_t start,

@@ -1,19 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Private: the slot object.  One object per slot state, shared by both sets
- * of its address space; never changed while a reader can reach it (a change
- * makes a new object).  The fields lookups read come first so a hit touches
- * one cache line.
+ * Private: the slot object.  One object per slot state, shared by every
+ * published layout that holds it; never changed while a reader can reach
+ * it (a change makes a new object).  The fields lookups read come first so
+ * a hit touches one cache line.
  */
 #ifndef MEMSLOT_LIB_SLOT_H
 #define MEMSLOT_LIB_SLOT_H
 
 #include <stdint.h>
-
-#include "uthash_alloc.h"
-
-/* Id of the sentinel entry each id table keeps (never a valid id). */
-#define SLOT_ID_SENTINEL UINT32_MAX
 
 struct memslot_slot {
 	uint64_t base_gfn;
@@ -24,8 +19,6 @@ struct memslot_slot {
 	void *user_data;
 	uint32_t as_id;
 	uint32_t page_shift;
-	/* One id-table handle per set of the address space (set->idx). */
-	UT_hash_handle hh[2];
 };
 
 /* The gfn after the slot's last page. */

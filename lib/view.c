@@ -80,7 +80,7 @@ const struct memslot_slot *memslot_view_search(const struct memslot_view *view,
 const struct memslot_slot *
 memslot_view_id_to_slot(const struct memslot_view *view, uint32_t id)
 {
-	return idt_find(&cset_of(view)->ids, id);
+	return set_find_id(cset_of(view), id);
 }
 
 int memslot_slot_gfn_to_hva(const struct memslot_slot *slot, uint64_t gfn,

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* VM lifetime, read-side sections, the swap, and writer-side queries. */
+/* VM lifetime, read-side sections, publishing, the writer lock. */
 #include <errno.h>
 #include <string.h>
 
@@ -7,64 +7,95 @@
 
 static int as_init(struct memslot_vm *vm, unsigned int as_id)
 {
-	struct memslot_as *as = &vm->as[as_id];
-	int r;
+	struct memslot_set *set = set_new_empty(&vm->alloc, as_id);
 
-	r = set_init(&as->sets[0], 0, as_id, &vm->alloc);
-	if (!r)
-		r = set_init(&as->sets[1], 1, as_id, &vm->alloc);
-	atomic_init(&vm->active[as_id], &as->sets[0]);
-	idmap_init(&as->ids, &vm->alloc, vm->cfg.user_slots);
-	return r;
+	if (!set)
+		return -ENOMEM;
+	atomic_init(&vm->active[as_id], set);
+	idmap_init(&vm->as[as_id].ids, &vm->alloc, vm->cfg.user_slots);
+	return 0;
 }
 
-static void as_destroy(struct memslot_vm *vm, struct memslot_as *as)
+static void as_destroy(struct memslot_vm *vm, unsigned int as_id)
 {
-	struct memslot_set *set = &as->sets[0];
+	struct memslot_set *set = atomic_load(&vm->active[as_id]);
 	struct bpt_iter it;
 	struct memslot_slot *slot;
 
-	/* Both sets hold the same slots once a change has completed. */
+	idmap_destroy(&vm->as[as_id].ids);
+	if (!set)
+		return;
 	bpt_iter_seek_le(&it, &set->gfn, 0);
 	while ((slot = bpt_iter_next(&it)))
 		mem_free(&vm->alloc, slot, sizeof(*slot));
-	set_destroy(&as->sets[0], &vm->pool);
-	set_destroy(&as->sets[1], &vm->pool);
-	idmap_destroy(&as->ids);
+	set_clear(set, &vm->pool);
+	set_free(&vm->alloc, set);
+}
+
+/* Everything but the address spaces; the caller checked @cfg. */
+static struct memslot_vm *vm_alloc(const struct memslot_config *cfg,
+				   const struct memslot_allocator *ops,
+				   const struct memslot_rcu_ops *rcu)
+{
+	struct mem_alloc alloc;
+	struct memslot_vm *vm;
+
+	mem_alloc_init(&alloc, ops);
+	vm = mem_zalloc(&alloc, sizeof(*vm));
+	if (!vm)
+		return NULL;
+	vm->cfg = *cfg;
+	vm->alloc_ops = *ops;
+	vm->rcu = *rcu;
+	mem_alloc_init(&vm->alloc, &vm->alloc_ops);
+	atomic_store(&vm->alloc.bytes, atomic_load(&alloc.bytes));
+	vm->nr_as = cfg->nr_as;
+	vm->page_shift = cfg->page_shift;
+	bpt_pool_init(&vm->pool, &vm->alloc);
+	pthread_mutex_init(&vm->writer, NULL);
+	reclaim_init(&vm->reclaim);
+	return vm;
+}
+
+static int vm_fill(struct memslot_vm *vm, const struct memslot_config *cfg)
+{
+	int r = listeners_init(&vm->listeners, &vm->alloc, cfg->callbacks);
+
+	vm->as = mem_zalloc(&vm->alloc, sizeof(*vm->as) * vm->nr_as);
+	vm->active = mem_zalloc(&vm->alloc, sizeof(*vm->active) * vm->nr_as);
+	if (r || !vm->as || !vm->active)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < vm->nr_as && !r; i++)
+		r = as_init(vm, i);
+	return r;
+}
+
+static int hooks_check(const struct memslot_config *cfg,
+		       struct memslot_allocator *ops,
+		       struct memslot_rcu_ops *rcu)
+{
+	if (cfg->callbacks && !callbacks_size_ok(cfg->callbacks))
+		return -EINVAL;
+	if (config_copy_alloc(ops, cfg->alloc))
+		return -EINVAL;
+	return config_copy_rcu(rcu, cfg->rcu);
 }
 
 int memslot_vm_create(const struct memslot_config *cfg,
 		      struct memslot_vm **out)
 {
-	struct mem_alloc alloc;
+	struct memslot_config c;
+	struct memslot_allocator ops;
+	struct memslot_rcu_ops rcu;
 	struct memslot_vm *vm;
-	int r = config_check(cfg);
+	int r;
 
-	if (r || !out)
+	if (!out || config_copy(&c, cfg) || hooks_check(&c, &ops, &rcu))
 		return -EINVAL;
-	mem_alloc_init(&alloc, cfg->alloc);
-	vm = mem_zalloc(&alloc, sizeof(*vm));
+	vm = vm_alloc(&c, &ops, &rcu);
 	if (!vm)
 		return -ENOMEM;
-	mem_alloc_init(&vm->alloc, alloc.ops);
-	atomic_store(&vm->alloc.bytes, atomic_load(&alloc.bytes));
-	memcpy(&vm->cfg, cfg, sizeof(vm->cfg) < cfg->size ? sizeof(vm->cfg)
-							    : cfg->size);
-	vm->cfg.size = sizeof(vm->cfg);
-	vm->nr_as = cfg->nr_as;
-	vm->page_shift = cfg->page_shift;
-	vm->rcu = cfg->rcu ? cfg->rcu : memslot_rcu_urcu_memb();
-	vm->cb = cfg->callbacks;
-	bpt_pool_init(&vm->pool, &vm->alloc);
-	pthread_mutex_init(&vm->writer, NULL);
-	vm->as = mem_zalloc(&vm->alloc, sizeof(*vm->as) * vm->nr_as);
-	vm->active = mem_zalloc(&vm->alloc, sizeof(*vm->active) * vm->nr_as);
-	if (!vm->as || !vm->active) {
-		memslot_vm_destroy(vm);
-		return -ENOMEM;
-	}
-	for (unsigned int i = 0; i < vm->nr_as && !r; i++)
-		r = as_init(vm, i);
+	r = vm_fill(vm, &c);
 	if (r) {
 		memslot_vm_destroy(vm);
 		return r;
@@ -75,62 +106,68 @@ int memslot_vm_create(const struct memslot_config *cfg,
 
 void memslot_vm_destroy(struct memslot_vm *vm)
 {
+	struct memslot_allocator ops;
+	struct mem_alloc last;
+
 	if (!vm)
 		return;
-	for (unsigned int i = 0; vm->as && i < vm->nr_as; i++)
-		as_destroy(vm, &vm->as[i]);
+	/* Pending deferred changes complete first: their hooks still see
+	 * a whole VM. */
+	reclaim_stop(vm);
+	for (unsigned int i = 0; vm->as && vm->active && i < vm->nr_as; i++)
+		as_destroy(vm, i);
 	mem_free(&vm->alloc, vm->as, sizeof(*vm->as) * vm->nr_as);
 	mem_free(&vm->alloc, vm->active, sizeof(*vm->active) * vm->nr_as);
+	listeners_destroy(&vm->listeners, &vm->alloc);
+	bpt_pool_reclaim(&vm->pool);
 	bpt_pool_trim(&vm->pool, 0);
 	pthread_mutex_destroy(&vm->writer);
-	/* mem_free() reads the hook before calling it, so the VM may hold
-	 * the allocator that frees it. */
-	mem_free(&vm->alloc, vm, sizeof(*vm));
+	/* The VM holds the allocator that frees it: free through a copy. */
+	ops = vm->alloc_ops;
+	mem_alloc_init(&last, &ops);
+	mem_free(&last, vm, sizeof(*vm));
+}
+
+/* ---- read side ------------------------------------------------------------ */
+
+/*
+ * Read sections and writer locks this thread holds, over every VM: the
+ * grace-period domains of liburcu and of the counter backend are
+ * process-wide, so a writer waiting inside any read section would wait
+ * for itself forever, and a hook calling a writer function would take a
+ * lock its own thread holds.  Counted in every build: the cost is one
+ * thread-local add per section, not per lookup.
+ */
+static _Thread_local unsigned int read_depth;
+static _Thread_local unsigned int writer_depth;
+
+bool vm_may_wait(void)
+{
+	return read_depth == 0 && writer_depth == 0;
 }
 
 void memslot_thread_register(struct memslot_vm *vm)
 {
-	if (vm && vm->rcu->register_thread)
-		vm->rcu->register_thread(vm->rcu->ctx);
+	if (vm && vm->rcu.register_thread)
+		vm->rcu.register_thread(vm->rcu.ctx);
 }
 
 void memslot_thread_unregister(struct memslot_vm *vm)
 {
-	if (vm && vm->rcu->unregister_thread)
-		vm->rcu->unregister_thread(vm->rcu->ctx);
+	if (vm && vm->rcu.unregister_thread)
+		vm->rcu.unregister_thread(vm->rcu.ctx);
 }
-
-#ifndef NDEBUG
-/*
- * Read sections this thread is in, over every VM: the grace-period domains
- * of liburcu and of the counter backend are process-wide, so a writer
- * waiting inside any read section would wait for itself forever.
- */
-static _Thread_local unsigned int read_depth;
-
-bool vm_in_read_section(void)
-{
-	return read_depth != 0;
-}
-#define READ_DEPTH_ADD(n) (read_depth += (n))
-#else
-bool vm_in_read_section(void)
-{
-	return false;
-}
-#define READ_DEPTH_ADD(n) ((void)0)
-#endif
 
 void memslot_read_lock(struct memslot_vm *vm)
 {
-	READ_DEPTH_ADD(1);
-	vm->rcu->read_lock(vm->rcu->ctx);
+	read_depth++;
+	vm->rcu.read_lock(vm->rcu.ctx);
 }
 
 void memslot_read_unlock(struct memslot_vm *vm)
 {
-	vm->rcu->read_unlock(vm->rcu->ctx);
-	READ_DEPTH_ADD(-1);
+	vm->rcu.read_unlock(vm->rcu.ctx);
+	read_depth--;
 }
 
 uint64_t memslot_generation(struct memslot_vm *vm, unsigned int as_id)
@@ -141,45 +178,76 @@ uint64_t memslot_generation(struct memslot_vm *vm, unsigned int as_id)
 				    memory_order_relaxed);
 }
 
-void vm_swap(struct memslot_vm *vm, unsigned int as_id)
+/* ---- writer side ---------------------------------------------------------- */
+
+int vm_writer_lock(struct memslot_vm *vm)
 {
-	struct memslot_set *next = vm_inactive(vm, as_id);
+	if (!vm_may_wait())
+		return -EDEADLK;
+	pthread_mutex_lock(&vm->writer);
+	writer_depth++;
+	return 0;
+}
+
+void vm_writer_lock_hooks(struct memslot_vm *vm)
+{
+	pthread_mutex_lock(&vm->writer);
+	writer_depth++;
+}
+
+void vm_writer_unlock(struct memslot_vm *vm)
+{
+	writer_depth--;
+	pthread_mutex_unlock(&vm->writer);
+}
+
+struct memslot_set *vm_publish(struct memslot_vm *vm, unsigned int as_id,
+			       struct memslot_set *next, uint64_t delta,
+			       bool wait)
+{
 	struct memslot_set *prev =
 		atomic_load_explicit(&vm->active[as_id], memory_order_relaxed);
 	uint64_t gen = atomic_load_explicit(&prev->generation,
 					    memory_order_relaxed);
 
+	if (!wait) {
+		atomic_store_explicit(&next->generation, gen + delta,
+				      memory_order_relaxed);
+		atomic_store_explicit(&vm->active[as_id], next,
+				      memory_order_release);
+		return prev;
+	}
 	/* While the swap is in flight the generation carries bit 63, so a
 	 * cache filled now can never match the final number. */
 	atomic_store_explicit(&next->generation, gen | SET_GEN_IN_PROGRESS,
 			      memory_order_relaxed);
 	atomic_store_explicit(&vm->active[as_id], next, memory_order_release);
-	vm->rcu->synchronize(vm->rcu->ctx);
+	vm->rcu.synchronize(vm->rcu.ctx);
 	/* Address space i only uses generations congruent to i mod nr_as,
 	 * so generations are unique across address spaces. */
-	atomic_store_explicit(&next->generation, gen + vm->nr_as,
+	atomic_store_explicit(&next->generation, gen + delta,
 			      memory_order_release);
-	/* The old active set reports the same number until it is reused, so
-	 * a reader that still holds it cannot tell the difference. */
+	return prev;
 }
 
 int memslot_vm_stats(struct memslot_vm *vm, unsigned int as_id,
 		     struct memslot_stats *stats)
 {
 	struct memslot_as *as;
+	int r;
 
 	if (!vm || !stats || as_id >= vm->nr_as)
 		return -EINVAL;
-	if (vm_in_read_section())
-		return -EBUSY;
-	pthread_mutex_lock(&vm->writer);
+	r = vm_writer_lock(vm);
+	if (r)
+		return r;
 	as = &vm->as[as_id];
 	stats->used_ids = as->used_ids;
 	stats->free_user_ids = vm->cfg.user_slots - as->used_user_ids;
 	stats->total_pages = as->total_pages;
 	stats->bytes = atomic_load_explicit(&vm->alloc.bytes,
 					    memory_order_relaxed);
-	pthread_mutex_unlock(&vm->writer);
+	vm_writer_unlock(vm);
 	return 0;
 }
 
@@ -191,12 +259,58 @@ int memslot_lowest_free_id(struct memslot_vm *vm, unsigned int as_id,
 
 	if (!vm || !id || as_id >= vm->nr_as)
 		return -EINVAL;
-	if (vm_in_read_section())
-		return -EBUSY;
-	pthread_mutex_lock(&vm->writer);
+	r = vm_writer_lock(vm);
+	if (r)
+		return r;
 	r = idmap_lowest_free(&vm->as[as_id].ids, &v);
-	pthread_mutex_unlock(&vm->writer);
+	vm_writer_unlock(vm);
 	if (!r)
 		*id = (uint32_t)v;
+	return r;
+}
+
+/* ---- deferred completion and listeners ------------------------------------ */
+
+int memslot_vm_wait(struct memslot_vm *vm, uint64_t ticket)
+{
+	if (!vm)
+		return -EINVAL;
+	if (!vm_may_wait())
+		return -EDEADLK;
+	return reclaim_wait(&vm->reclaim, ticket);
+}
+
+uint64_t memslot_vm_completed(struct memslot_vm *vm)
+{
+	return vm ? reclaim_completed(&vm->reclaim) : 0;
+}
+
+int memslot_listener_register(struct memslot_vm *vm,
+			      const struct memslot_listener *l)
+{
+	int r;
+
+	if (!vm || !l || !listener_size_ok(l))
+		return -EINVAL;
+	r = vm_writer_lock(vm);
+	if (r)
+		return r;
+	r = listeners_add(&vm->listeners, &vm->alloc, l);
+	vm_writer_unlock(vm);
+	return r;
+}
+
+int memslot_listener_unregister(struct memslot_vm *vm,
+				const struct memslot_listener *l)
+{
+	int r;
+
+	if (!vm || !l)
+		return -EINVAL;
+	r = vm_writer_lock(vm);
+	if (r)
+		return r;
+	r = listeners_del(&vm->listeners, l);
+	vm_writer_unlock(vm);
 	return r;
 }

@@ -12,18 +12,17 @@
 #include "alloc.h"
 #include "bptree.h"
 #include "idmap.h"
+#include "listener.h"
+#include "reclaim.h"
 #include "set.h"
 
 /* Spare index nodes kept between changes, so that single changes do not
  * allocate and free nodes every time (a create reserves about 40). */
 #define POOL_KEEP 128
 
-/*
- * One address space: its two sets (vm->active[] says which one readers
- * use; the other is the writer's).  Counters and @ids are writer-only.
- */
+/* One address space's writer-side bookkeeping; its layout is
+ * vm->active[as_id]. */
 struct memslot_as {
-	struct memslot_set sets[2];
 	struct idmap ids;
 	uint64_t used_ids;
 	uint64_t used_user_ids;
@@ -32,22 +31,24 @@ struct memslot_as {
 
 struct memslot_vm {
 	/* Read by every lookup: keep together at the start.  The active
-	 * sets sit in their own array so that selecting one is a single
+	 * layouts sit in their own array so that selecting one is a single
 	 * indexed load. */
 	unsigned int nr_as;
 	unsigned int page_shift;
 	struct memslot_set *_Atomic *active;
+	struct memslot_rcu_ops rcu;	/* the backend, copied by its size */
 	struct memslot_as *as;
-	const struct memslot_rcu_ops *rcu;
 	/* Writer side. */
 	pthread_mutex_t writer;
 	struct memslot_config cfg;
-	const struct memslot_callbacks *cb;
+	struct memslot_allocator alloc_ops;	/* copied by its size */
 	struct mem_alloc alloc;
 	struct bpt_pool pool;
+	struct listeners listeners;
+	struct reclaim reclaim;
 };
 
-/* The active set of @as_id, which the caller has bounds-checked. */
+/* The active layout of @as_id, which the caller has bounds-checked. */
 static inline struct memslot_set *vm_active(const struct memslot_vm *vm,
 					    unsigned int as_id)
 {
@@ -62,32 +63,44 @@ static inline struct memslot_view *view_of(const struct memslot_vm *vm,
 	return (struct memslot_view *)vm_active(vm, as_id);
 }
 
-/* The writer's set of @as_id.  Context: writer lock held. */
-static inline struct memslot_set *vm_inactive(struct memslot_vm *vm,
-					      unsigned int as_id)
-{
-	struct memslot_as *as = &vm->as[as_id];
-	struct memslot_set *active =
-		atomic_load_explicit(&vm->active[as_id], memory_order_relaxed);
-
-	return active == &as->sets[0] ? &as->sets[1] : &as->sets[0];
-}
+/*
+ * Make @next the active layout of @as_id, with generation old + @delta.
+ * @wait: KVM's swap: publish with the in-progress bit, wait for a grace
+ * period, then set the final number; otherwise publish the final number
+ * at once.  Return: the layout it replaced, for the caller to free (after
+ * a grace period, which @wait has already waited for).
+ * Context: writer lock held.
+ */
+struct memslot_set *vm_publish(struct memslot_vm *vm, unsigned int as_id,
+			       struct memslot_set *next, uint64_t delta,
+			       bool wait);
 
 /*
- * Publish the inactive set of @as_id and wait for readers of the old one,
- * numbering generations as KVM does.  Context: writer lock held.
+ * The writer lock.  vm_writer_lock() refuses (-EDEADLK) a thread inside a
+ * read section of any VM (a grace period would wait for it forever) or
+ * already holding a writer lock (a hook calling a writer function).
+ * vm_writer_lock_hooks() is the reclaim thread's, which is neither.
  */
-void vm_swap(struct memslot_vm *vm, unsigned int as_id);
-
-/* Whether this thread is inside a read section (debug builds; always
- * false when NDEBUG is defined). */
-bool vm_in_read_section(void);
+int vm_writer_lock(struct memslot_vm *vm);
+void vm_writer_lock_hooks(struct memslot_vm *vm);
+void vm_writer_unlock(struct memslot_vm *vm);
+/* Whether this thread may wait for a grace period or the reclaim thread. */
+bool vm_may_wait(void);
 
 /* Check a config; return 0 or -EINVAL. */
 int config_check(const struct memslot_config *cfg);
+/* Copy a caller's extensible struct into @dst, reading no more than its
+ * size field says and zeroing the rest; check it.  NULL @src gives the
+ * default (allocator, rcu).  Return: 0 or -EINVAL. */
+int config_copy(struct memslot_config *dst, const struct memslot_config *src);
+int config_copy_alloc(struct memslot_allocator *dst,
+		      const struct memslot_allocator *src);
+int config_copy_rcu(struct memslot_rcu_ops *dst,
+		    const struct memslot_rcu_ops *src);
 
 /* Slot changes: region.c. */
 int vm_set_regions(struct memslot_vm *vm, const struct memslot_region *r,
-		   size_t n, bool internal, struct memslot_txn_result *res);
+		   size_t n, bool internal, bool deferred,
+		   struct memslot_txn_result *res);
 
 #endif

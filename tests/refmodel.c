@@ -42,6 +42,7 @@ int ref_model_copy(struct ref_model *dst, const struct ref_model *src)
 		return -ENOMEM;
 	dst->nr_as = src->nr_as;
 	dst->last_change = src->last_change;
+	dst->deferred = src->deferred;
 	for (unsigned int i = 0; i < src->nr_as; i++) {
 		const struct ref_as *s = &src->as[i];
 		struct ref_as *d = &dst->as[i];
@@ -215,9 +216,8 @@ static enum memslot_rule check_modify(const struct ref_slot *old,
 	return MEMSLOT_RULE_OK;
 }
 
-/* Rules 10-14: the checks against the current layout. */
+/* Rules 10-13: the checks against the current layout. */
 static enum memslot_rule check_layout(const struct ref_model *m,
-				      const struct memslot_config *cfg,
 				      const struct ref_req *q,
 				      enum memslot_change *change)
 {
@@ -246,9 +246,14 @@ static enum memslot_rule check_layout(const struct ref_model *m,
 		return MEMSLOT_RULE_OK;
 	if (overlaps_other(m, q))
 		return MEMSLOT_RULE_OVERLAP;
-	if (q->base_gfn + (q->npages - 1) > cfg->max_gfn)
-		return MEMSLOT_RULE_MAX_GFN;
 	return MEMSLOT_RULE_OK;
+}
+
+/* Rule 14, the arch's prepare step: after every other check. */
+static bool beyond_max_gfn(const struct memslot_config *cfg,
+			   uint64_t base_gfn, uint64_t npages)
+{
+	return base_gfn + (npages - 1) > cfg->max_gfn;
 }
 
 /* ---- applying a change -------------------------------------------------- */
@@ -308,10 +313,11 @@ static int rule_errno(enum memslot_rule rule)
 	return rule == MEMSLOT_RULE_OVERLAP ? -EEXIST : -EINVAL;
 }
 
-/* One request; @want_as as for check_request(). */
+/* One request; @want_as as for check_request().  In a batch (@batch)
+ * rule 14 waits for the whole batch (ref_set_regions()). */
 static int set_one(struct ref_model *m, const struct memslot_config *cfg,
 		   const struct memslot_region *region, bool internal,
-		   long want_as, enum memslot_rule *rule)
+		   long want_as, bool batch, enum memslot_rule *rule)
 {
 	struct ref_req q = { .r = region };
 	enum memslot_change change = MEMSLOT_CHANGE_NONE;
@@ -324,10 +330,16 @@ static int set_one(struct ref_model *m, const struct memslot_config *cfg,
 	m->last_change = MEMSLOT_CHANGE_NONE;
 	verdict = check_request(cfg, &q, internal, want_as);
 	if (verdict == MEMSLOT_RULE_OK)
-		verdict = check_layout(m, cfg, &q, &change);
+		verdict = check_layout(m, &q, &change);
+	if (verdict == MEMSLOT_RULE_OK && !batch &&
+	    (change == MEMSLOT_CHANGE_CREATE || change == MEMSLOT_CHANGE_MOVE) &&
+	    beyond_max_gfn(cfg, q.base_gfn, q.npages))
+		verdict = MEMSLOT_RULE_MAX_GFN;
 	/* The max-gfn check runs after a MOVE's INVALID swap, whose revert
-	 * is a second swap: the generation advances although nothing moved. */
-	if (verdict == MEMSLOT_RULE_MAX_GFN && change == MEMSLOT_CHANGE_MOVE)
+	 * is a second swap: the generation advances although nothing moved
+	 * (deferred changes have no INVALID phase). */
+	if (verdict == MEMSLOT_RULE_MAX_GFN && change == MEMSLOT_CHANGE_MOVE &&
+	    !m->deferred)
 		m->as[q.as_id].generation += 2ull * m->nr_as;
 	if (verdict == MEMSLOT_RULE_OK) {
 		err = apply(m, &q, change);
@@ -349,7 +361,7 @@ int ref_set_region(struct ref_model *m, const struct memslot_config *cfg,
 		   const struct memslot_region *region, bool internal,
 		   enum memslot_rule *rule)
 {
-	return set_one(m, cfg, region, internal, -1, rule);
+	return set_one(m, cfg, region, internal, -1, false, rule);
 }
 
 /* ---- transactions ------------------------------------------------------- */
@@ -389,13 +401,70 @@ static uint64_t txn_step(const struct ref_model *before,
 	return changed ? before->nr_as : 0;
 }
 
+/* Whether the slot of id @id enters the gfn index: created, moved, or
+ * replaced by a different one. */
+static const struct ref_slot *entering(const struct ref_model *before,
+				       const struct ref_model *after,
+				       unsigned int as_id, uint32_t id)
+{
+	const struct ref_slot *o = ref_find(before, as_id, id);
+	const struct ref_slot *n = ref_find(after, as_id, id);
+
+	if (!n || (o && o->base_gfn == n->base_gfn && same_place(o, n)))
+		return NULL;
+	return n;
+}
+
+/* Ids a batch changed, in the order of their first staged request (the
+ * library's change records), with the last staged request on each. */
+struct touched {
+	uint32_t id;
+	size_t op;
+};
+
+static void touch(struct touched *t, size_t *nt, uint32_t id, size_t op)
+{
+	for (size_t i = 0; i < *nt; i++) {
+		if (t[i].id == id) {
+			t[i].op = op;
+			return;
+		}
+	}
+	t[(*nt)++] = (struct touched){ id, op };
+}
+
+/*
+ * Rule 14 over a validated batch, as the library's prepare stage: the net
+ * changes in the order their ids were first staged; the request reported
+ * is the last one staged on the failing id.  Return: true if it fails.
+ */
+static bool batch_max_gfn(const struct ref_model *before,
+			  const struct ref_model *after,
+			  const struct memslot_config *cfg,
+			  const struct touched *t, size_t nt,
+			  unsigned int as_id, size_t *failed)
+{
+	const struct ref_slot *s;
+
+	for (size_t i = 0; i < nt; i++) {
+		s = entering(before, after, as_id, t[i].id);
+		if (s && beyond_max_gfn(cfg, s->base_gfn, s->npages)) {
+			*failed = t[i].op;
+			return true;
+		}
+	}
+	return false;
+}
+
 int ref_set_regions(struct ref_model *m, const struct memslot_config *cfg,
 		    const struct memslot_region *regions, size_t n,
 		    size_t *failed, enum memslot_rule *rule)
 {
 	struct ref_model copy;
-	unsigned int as_id = 0;
+	struct touched *t;
+	unsigned int as_id = 0, a;
 	uint32_t id;
+	size_t nt = 0;
 	int ret = 0;
 
 	*failed = 0;
@@ -405,11 +474,28 @@ int ref_set_regions(struct ref_model *m, const struct memslot_config *cfg,
 	if (ref_model_copy(&copy, m))
 		return -ENOMEM;
 	ref_region_split(cfg, regions[0].slot, &as_id, &id);
+	t = calloc(n, sizeof(*t));
+	if (!t) {
+		ref_model_free(&copy);
+		return -ENOMEM;
+	}
 	for (size_t i = 0; i < n && !ret; i++) {
 		ret = set_one(&copy, cfg, &regions[i], false, i ? (long)as_id : -1,
-			      rule);
+			      n > 1, rule);
 		*failed = i;
+		ref_region_split(cfg, regions[i].slot, &a, &id);
+		if (!ret && copy.last_change != MEMSLOT_CHANGE_NONE)
+			touch(t, &nt, id, i);
 	}
+	if (!ret && n > 1 &&
+	    batch_max_gfn(m, &copy, cfg, t, nt, as_id, failed)) {
+		*rule = MEMSLOT_RULE_MAX_GFN;
+		ret = -EINVAL;
+		/* An INVALID phase ran and was reverted: two swaps. */
+		if (!m->deferred && txn_step(m, &copy, as_id) == 2ull * m->nr_as)
+			m->as[as_id].generation += 2ull * m->nr_as;
+	}
+	free(t);
 	if (ret) {
 		ref_model_free(&copy);
 		return ret;

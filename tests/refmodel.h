@@ -58,11 +58,14 @@ struct ref_as {
  * @as: @nr_as address spaces
  * @last_change: what the last successful ref_set_region() did
  *	(MEMSLOT_CHANGE_NONE for a no-op or a failure)
+ * @deferred: model memslot_set_regions_deferred(): no INVALID phase, so
+ *	a change refused by rule 14 leaves the generation alone
  */
 struct ref_model {
 	unsigned int nr_as;
 	struct ref_as *as;
 	enum memslot_change last_change;
+	bool deferred;
 };
 
 /**

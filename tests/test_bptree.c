@@ -17,9 +17,11 @@
 
 #include "bptree.h"
 
-/* A tree value: the entry's key and, for augmented trees, its end. */
+/* A tree value: the entry's key, its tie (orders equal keys; kept by a
+ * replacement, as a slot id is) and, for augmented trees, its end. */
 struct item {
 	uint64_t key;
+	uint64_t tie;
 	uint64_t end;
 	bool in_tree;
 };
@@ -27,6 +29,11 @@ struct item {
 static uint64_t item_end(const void *val)
 {
 	return ((const struct item *)val)->end;
+}
+
+static uint64_t item_tie(const void *val)
+{
+	return ((const struct item *)val)->tie;
 }
 
 /* xorshift64*: small, seeded, the same on every platform. */
@@ -46,7 +53,8 @@ struct harness {
 	struct bpt t;
 	struct item *items;
 	size_t nitems;
-	struct item **ref;	/* sorted by (key, address) */
+	struct item **ref;	/* sorted by (key, tie) */
+	uint64_t next_tie;
 	size_t nref;
 	uint64_t rng;
 	uint64_t nkeys;		/* keys are 1 + k * key_step, k < nkeys */
@@ -61,6 +69,7 @@ static void h_init(struct harness *h, bool augmented, size_t nitems,
 	mem_alloc_init(&h->alloc, NULL);
 	bpt_pool_init(&h->pool, &h->alloc);
 	bpt_init(&h->t, augmented ? item_end : NULL);
+	h->t.tie = item_tie;
 	h->items = calloc(nitems, sizeof(*h->items));
 	h->ref = calloc(nitems, sizeof(*h->ref));
 	assert_non_null(h->items);
@@ -86,7 +95,7 @@ static void h_fini(struct harness *h)
 
 static bool ref_lt(const struct item *a, const struct item *b)
 {
-	return a->key < b->key || (a->key == b->key && a < b);
+	return a->key < b->key || (a->key == b->key && a->tie < b->tie);
 }
 
 /* Index of the first reference entry not below @it. */
@@ -179,6 +188,7 @@ static void h_insert(struct harness *h, uint64_t key)
 	struct item *it = free_item(h);
 
 	it->key = key;
+	it->tie = ++h->next_tie;
 	h_insert_item(h, it);
 }
 
@@ -198,8 +208,9 @@ static void h_replace(struct harness *h, size_t r)
 	struct item *old = h->ref[r], *nw = free_item(h);
 
 	nw->key = old->key;
+	nw->tie = old->tie;
 	nw->end = random_end(h, nw->key);
-	bpt_replace(&h->t, old->key, old, nw);
+	bpt_replace(&h->t, &h->pool, old->key, old, nw);
 	ref_remove(h, r);
 	ref_insert(h, nw);
 }
@@ -502,6 +513,7 @@ static void fill_and_measure(bool augmented, bool ascending)
 	h_init(&h, augmented, n, 51);
 	for (k = 0; k < n; k++) {
 		h.items[k].key = 16 + (ascending ? k : n - 1 - k) * 16;
+		h.items[k].tie = k + 1;
 		h_insert_item(&h, &h.items[k]);
 	}
 	check_full(&h);

@@ -979,10 +979,12 @@ static void test_txn_flags_then_delete(void **state)
 	assert_int_equal(st.total_pages, 2);
 }
 
-/* In a batch, rule 14 is decided at the request that breaks it: an
- * earlier request beyond the max gfn is reported before a later overlap,
- * and the failed batch changes nothing (no INVALID swap either). */
-static void test_txn_max_gfn_in_order(void **state)
+/*
+ * Rule 14 is the arch's prepare step, for a batch as for one request: it
+ * runs after rules 1-13 of every request, so a later overlap is reported
+ * first, and the failed batch changes nothing.
+ */
+static void test_txn_max_gfn_after_layout_rules(void **state)
 {
 	struct fixture *f = *state;
 	const uint64_t max_gfn = (1ull << 40) - 1;
@@ -997,12 +999,46 @@ static void test_txn_max_gfn_in_order(void **state)
 	add(f, 0, 0x100, 4);
 	add(f, 1, 0x200, 2);
 	snap_take(f, &before);
-	assert_int_equal(memslot_set_regions(f->vm, r, 3, &res), -EINVAL);
-	assert_int_equal(res.failed, 1);
-	assert_int_equal(res.rule, MEMSLOT_RULE_MAX_GFN);
+	assert_int_equal(memslot_set_regions(f->vm, r, 3, &res), -EEXIST);
+	assert_int_equal(res.failed, 2);
+	assert_int_equal(res.rule, MEMSLOT_RULE_OVERLAP);
 	snap_take(f, &after);
 	snap_equal(&before, &after);
 	assert_int_equal(f->log.flush_calls, 0);
+}
+
+/*
+ * A batch that deletes or moves and then fails rule 14 behaves as a
+ * single MOVE beyond the max gfn: INVALID phase, flush, restore, +2.
+ */
+static void test_txn_max_gfn_like_single_move(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t max_gfn = (1ull << 40) - 1;
+	struct memslot_region r[2] = {
+		region(0, 0, 0, 0, 0),				/* delete */
+		region(2, 0, max_gfn * PAGE, 2 * PAGE, HVA),	/* rule 14 */
+	};
+	struct memslot_txn_result res = { 0 };
+	struct snap before, after;
+
+	add(f, 0, 0x100, 4);
+	add(f, 1, 0x200, 2);
+	snap_take(f, &before);
+	assert_int_equal(memslot_set_regions(f->vm, r, 2, &res), -EINVAL);
+	assert_int_equal(res.failed, 1);
+	assert_int_equal(res.rule, MEMSLOT_RULE_MAX_GFN);
+	snap_take(f, &after);
+	assert_int_equal(after.gen[0], before.gen[0] + 2);
+	after.gen[0] = before.gen[0];
+	snap_equal(&before, &after);
+	assert_int_equal(f->log.flush_calls, 1);
+	/* Without a delete or move there is no INVALID phase: +0. */
+	snap_take(f, &before);
+	assert_int_equal(memslot_set_regions(f->vm, &r[1], 1, &res), -EINVAL);
+	assert_int_equal(res.rule, MEMSLOT_RULE_MAX_GFN);
+	snap_take(f, &after);
+	snap_equal(&before, &after);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_x86, teardown)
@@ -1028,7 +1064,8 @@ int main(void)
 						setup_unbounded, teardown),
 		T(test_lowest_free_id), T(test_stats), T(test_messages),
 		T(test_null_arguments), T(test_txn_flags_then_delete),
-		T(test_txn_max_gfn_in_order),
+		T(test_txn_max_gfn_after_layout_rules),
+		T(test_txn_max_gfn_like_single_move),
 	};
 
 	return cmocka_run_group_tests_name("region", tests, NULL, NULL);

@@ -278,6 +278,8 @@ struct memslot_change_info {
  * @max_changes: entries in @changes
  * @nchanges: receives the number of net changes (may exceed @max_changes;
  *	only the first @max_changes are stored)
+ * @ticket: receives, from memslot_set_regions_deferred(), the ticket to
+ *	pass to memslot_vm_wait(); 0 when nothing is left to complete
  */
 struct memslot_txn_result {
 	size_t failed;
@@ -285,6 +287,7 @@ struct memslot_txn_result {
 	struct memslot_change_info *changes;
 	size_t max_changes;
 	size_t nchanges;
+	uint64_t ticket;
 };
 
 /**
@@ -314,6 +317,128 @@ struct memslot_txn_result {
 int memslot_set_regions(struct memslot_vm *vm,
 			const struct memslot_region *regions, size_t n,
 			struct memslot_txn_result *res);
+
+/**
+ * memslot_set_regions_deferred() - apply requests without waiting for readers
+ * @vm: the VM
+ * @regions: the requests, as for memslot_set_regions()
+ * @n: number of requests
+ * @res: if not NULL, receives the outcome, the change list and the ticket
+ *
+ * Validation is the same as memslot_set_regions() (same verdict, same
+ * rule, same all-or-nothing).  The new layout is published at once, in one
+ * step: there is no INVALID phase and no wait for a grace period, so the
+ * call never stalls on readers.  Generations advance as in blocking mode
+ * (+nr_as per CREATE/FLAGS_ONLY batch, +2*nr_as when anything is deleted
+ * or moved), in one step.  The prepare and commit hooks run before
+ * return; what must wait for readers to leave the old layout runs later on
+ * the VM's reclaim thread, in order: the flush hook of every deleted or
+ * moved slot, then freeing the old layout, then the complete hook of
+ * every listener with @res->ticket.  After memslot_vm_wait(@res->ticket)
+ * returns (or the complete hook ran), no reader can reach the old slots:
+ * their backing memory may be unmapped.  A prepare failure changes
+ * nothing (there is no INVALID phase to undo).
+ *
+ * Context: any thread outside a read section and outside change hooks.
+ * Return: as memslot_set_regions(); -EDEADLK from inside a read section or
+ * a hook; -EAGAIN if the reclaim thread cannot be started.
+ */
+int memslot_set_regions_deferred(struct memslot_vm *vm,
+				 const struct memslot_region *regions,
+				 size_t n, struct memslot_txn_result *res);
+
+/**
+ * memslot_vm_wait() - wait until a deferred change has completed
+ * @vm: the VM
+ * @ticket: a ticket from memslot_set_regions_deferred(); 0 returns at once
+ *
+ * Deferred changes complete in the order they were made, so this also
+ * waits for every earlier one.
+ * Context: outside read sections and change hooks (it waits for a grace
+ * period).
+ * Return: 0; -EINVAL for a ticket never handed out; -EDEADLK from inside
+ * a read section or a hook.
+ */
+int memslot_vm_wait(struct memslot_vm *vm, uint64_t ticket);
+
+/**
+ * memslot_vm_completed() - the newest deferred change that has completed
+ * @vm: the VM
+ *
+ * Context: any thread.
+ * Return: the highest ticket whose change has completed (0 if none).
+ */
+uint64_t memslot_vm_completed(struct memslot_vm *vm);
+
+/**
+ * struct memslot_listener - a consumer of slot changes (QEMU's
+ *	MemoryListener): register several, add and remove them at run time
+ * @size: sizeof(struct memslot_listener), so the struct can grow
+ * @prepare: as struct memslot_callbacks' prepare; a nonzero return aborts
+ *	the whole request list (positive values are negated)
+ * @abort: the change @prepare accepted will not happen, because a later
+ *	prepare (of this or another listener, or of another request of the
+ *	transaction) failed; called in reverse order of the prepares
+ * @flush: as struct memslot_callbacks' flush; in deferred mode it runs
+ *	on the reclaim thread once no reader can reach @old
+ * @commit: as struct memslot_callbacks' commit
+ * @complete: a deferred change has completed (memslot_vm_wait())
+ * @ctx: passed to every hook
+ *
+ * Every hook may be NULL.  Hooks of one listener run in the order above;
+ * listeners run in registration order (after the config's callbacks).
+ * Context: hooks run with the VM's writer lock held, on the writer's
+ * thread or on the reclaim thread; they may look slots up but must not
+ * change slots or wait (writer calls return -EDEADLK there).
+ */
+struct memslot_listener {
+	size_t size;
+	int (*prepare)(struct memslot_vm *vm, void *ctx,
+		       const struct memslot_slot *old,
+		       const struct memslot_slot *new_slot,
+		       enum memslot_change change);
+	void (*abort)(struct memslot_vm *vm, void *ctx,
+		      const struct memslot_slot *old,
+		      const struct memslot_slot *new_slot,
+		      enum memslot_change change);
+	void (*flush)(struct memslot_vm *vm, void *ctx,
+		      const struct memslot_slot *old);
+	void (*commit)(struct memslot_vm *vm, void *ctx,
+		       const struct memslot_slot *old,
+		       const struct memslot_slot *new_slot,
+		       enum memslot_change change);
+	void (*complete)(struct memslot_vm *vm, void *ctx, uint64_t ticket);
+	void *ctx;
+};
+
+/**
+ * memslot_listener_register() - start calling @l's hooks
+ * @vm: the VM
+ * @l: the listener; copied (as far as @l->size says), and identified by
+ *	its address for memslot_listener_unregister()
+ *
+ * Context: any thread outside read sections and hooks; takes the writer
+ * lock, so it never runs in the middle of a change.
+ * Return: 0; -EINVAL for NULL or a @l->size below the first version;
+ * -EEXIST if @l is registered already; -ENOMEM; -EDEADLK inside a read
+ * section or a hook.
+ */
+int memslot_listener_register(struct memslot_vm *vm,
+			      const struct memslot_listener *l);
+
+/**
+ * memslot_listener_unregister() - stop calling @l's hooks
+ * @vm: the VM
+ * @l: a registered listener
+ *
+ * After return no hook of @l runs any more (pending deferred completions
+ * included).
+ * Context: as memslot_listener_register().
+ * Return: 0; -ENOENT if @l is not registered; -EINVAL for NULL; -EDEADLK
+ * inside a read section or a hook.
+ */
+int memslot_listener_unregister(struct memslot_vm *vm,
+				const struct memslot_listener *l);
 
 /**
  * memslot_strerror() - a message for an error this library returns

@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+/* The reclaim thread of deferred changes; see reclaim.h. */
+#include <errno.h>
+#include <string.h>
+
+#include "reclaim.h"
+#include "vm.h"
+
+void reclaim_init(struct reclaim *rc)
+{
+	memset(rc, 0, sizeof(*rc));
+	pthread_mutex_init(&rc->lock, NULL);
+	pthread_cond_init(&rc->work, NULL);
+	pthread_cond_init(&rc->done, NULL);
+	rc->tail = &rc->head;
+}
+
+struct retire *retire_alloc(struct mem_alloc *alloc, size_t nslots)
+{
+	struct retire *r = mem_zalloc(alloc, sizeof(*r) +
+					     nslots * sizeof(r->slots[0]));
+
+	if (r)
+		r->cap = nslots;
+	return r;
+}
+
+void retire_free(struct mem_alloc *alloc, struct retire *r)
+{
+	if (r)
+		mem_free(alloc, r, sizeof(*r) + r->cap * sizeof(r->slots[0]));
+}
+
+uint64_t reclaim_queue(struct reclaim *rc, struct retire *r)
+{
+	pthread_mutex_lock(&rc->lock);
+	r->ticket = ++rc->issued;
+	r->next = NULL;
+	*rc->tail = r;
+	rc->tail = &r->next;
+	pthread_cond_signal(&rc->work);
+	pthread_mutex_unlock(&rc->lock);
+	return r->ticket;
+}
+
+/* Hooks first (the old slots are still intact), then the memory. */
+static void complete_one(struct memslot_vm *vm, struct retire *r)
+{
+	vm_writer_lock_hooks(vm);
+	for (size_t i = 0; i < r->nslots; i++) {
+		if (r->slots[i].flush)
+			listeners_flush(&vm->listeners, vm, r->slots[i].slot);
+	}
+	listeners_complete(&vm->listeners, vm, r->ticket);
+	vm_writer_unlock(vm);
+	bpt_retired_free(&vm->alloc, r->nodes);
+	for (size_t i = 0; i < r->nslots; i++)
+		mem_free(&vm->alloc, r->slots[i].slot, sizeof(*r->slots[i].slot));
+	set_free(&vm->alloc, r->set);
+	retire_free(&vm->alloc, r);
+}
+
+/* Wait for queued records (NULL once asked to stop with none left). */
+static struct retire *take_all(struct reclaim *rc)
+{
+	struct retire *list;
+
+	pthread_mutex_lock(&rc->lock);
+	while (!rc->head && !rc->stop)
+		pthread_cond_wait(&rc->work, &rc->lock);
+	list = rc->head;
+	rc->head = NULL;
+	rc->tail = &rc->head;
+	pthread_mutex_unlock(&rc->lock);
+	return list;
+}
+
+static void *reclaim_main(void *arg)
+{
+	struct memslot_vm *vm = arg;
+	struct reclaim *rc = &vm->reclaim;
+	struct retire *list, *next;
+	uint64_t last;
+
+	while ((list = take_all(rc))) {
+		/* One grace period covers every record taken: each was
+		 * published before this wait began. */
+		vm->rcu.synchronize(vm->rcu.ctx);
+		for (; list; list = next) {
+			next = list->next;
+			last = list->ticket;
+			complete_one(vm, list);
+		}
+		pthread_mutex_lock(&rc->lock);
+		rc->completed = last;
+		pthread_cond_broadcast(&rc->done);
+		pthread_mutex_unlock(&rc->lock);
+	}
+	return NULL;
+}
+
+int reclaim_start(struct memslot_vm *vm)
+{
+	struct reclaim *rc = &vm->reclaim;
+
+	if (rc->running)
+		return 0;
+	if (pthread_create(&rc->thread, NULL, reclaim_main, vm))
+		return -EAGAIN;
+	rc->running = true;
+	return 0;
+}
+
+void reclaim_stop(struct memslot_vm *vm)
+{
+	struct reclaim *rc = &vm->reclaim;
+
+	if (!rc->running)
+		return;
+	pthread_mutex_lock(&rc->lock);
+	rc->stop = true;
+	pthread_cond_signal(&rc->work);
+	pthread_mutex_unlock(&rc->lock);
+	pthread_join(rc->thread, NULL);
+	rc->running = false;
+	rc->stop = false;
+}
+
+int reclaim_wait(struct reclaim *rc, uint64_t ticket)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&rc->lock);
+	if (ticket > rc->issued)
+		r = -EINVAL;
+	while (!r && rc->completed < ticket)
+		pthread_cond_wait(&rc->done, &rc->lock);
+	pthread_mutex_unlock(&rc->lock);
+	return r;
+}
+
+uint64_t reclaim_completed(struct reclaim *rc)
+{
+	uint64_t c;
+
+	pthread_mutex_lock(&rc->lock);
+	c = rc->completed;
+	pthread_mutex_unlock(&rc->lock);
+	return c;
+}

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private: deferred reclamation.  A deferred change publishes its layout
+ * at once and hands what must wait for readers to a struct retire: the
+ * old layout header, the index nodes the change replaced, the old slot
+ * objects (with the ones to flush marked).  The VM's reclaim thread waits
+ * for one grace period per group of queued records, then, with the
+ * writer lock held, calls the flush hooks and the complete hooks, and
+ * frees everything.  Records complete in queue order; tickets count them.
+ */
+#ifndef MEMSLOT_LIB_RECLAIM_H
+#define MEMSLOT_LIB_RECLAIM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bptree.h"
+#include "set.h"
+
+struct retire_slot {
+	struct memslot_slot *slot;
+	bool flush;		/* call the flush hooks for it first */
+};
+
+struct retire {
+	struct retire *next;
+	uint64_t ticket;
+	struct memslot_set *set;	/* the replaced layout's header */
+	struct bpt_node *nodes;		/* retired index nodes */
+	size_t nslots;
+	size_t cap;
+	struct retire_slot slots[];	/* @cap entries */
+};
+
+struct reclaim {
+	pthread_mutex_t lock;
+	pthread_cond_t work;		/* records queued, or stop */
+	pthread_cond_t done;		/* @completed moved */
+	pthread_t thread;
+	bool running;
+	bool stop;
+	struct retire *head;
+	struct retire **tail;
+	uint64_t issued;
+	uint64_t completed;
+};
+
+struct memslot_vm;
+
+void reclaim_init(struct reclaim *rc);
+/* Start the thread if it is not running.  Return: 0 or -EAGAIN. */
+int reclaim_start(struct memslot_vm *vm);
+/* Complete everything queued, stop the thread. */
+void reclaim_stop(struct memslot_vm *vm);
+
+/* A record for up to @nslots slots, or NULL. */
+struct retire *retire_alloc(struct mem_alloc *alloc, size_t nslots);
+void retire_free(struct mem_alloc *alloc, struct retire *r);
+/* Queue @r (filled); return its ticket. */
+uint64_t reclaim_queue(struct reclaim *rc, struct retire *r);
+/* Wait until @ticket completed.  Return: 0 or -EINVAL (never issued). */
+int reclaim_wait(struct reclaim *rc, uint64_t ticket);
+uint64_t reclaim_completed(struct reclaim *rc);
+
+#endif
