@@ -34,8 +34,7 @@ ensure_packages() {
 }
 
 # Enough to build the library and the demo.
-DEMO_PACKAGES=(meson ninja-build pkg-config gcc libc6-dev uthash-dev
-	liburcu-dev)
+DEMO_PACKAGES=(meson ninja-build pkg-config gcc libc6-dev liburcu-dev)
 
 # Everything scripts/run-tests.sh uses: both compilers and their sanitizer
 # runtimes, cmocka, Google Benchmark, valgrind, nm.

@@ -18,16 +18,13 @@ if ! command -v clang >/dev/null || [ ! -d "$sysroot/include" ]; then
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-# uthash is one header; take it from the host, where it is arch-neutral.
-mkdir "$tmp/inc"
-ln -s /usr/include/uthash.h "$tmp/inc/uthash.h"
 
 for f in "$src"/lib/*.c; do
 	[ "$(basename "$f")" = rcu.c ] && continue
 	clang --target=aarch64-linux-gnu --sysroot="$sysroot" \
 		-isystem "$sysroot/include" -std=c11 -O2 \
 		-Wall -Wextra -Werror -I"$src/include" -I"$src/lib" \
-		-I"$tmp/inc" -c "$f" -o "$tmp/$(basename "$f").o"
+		-c "$f" -o "$tmp/$(basename "$f").o"
 done
 echo "arm64: $(ls "$tmp"/*.o | wc -l) objects built"
 

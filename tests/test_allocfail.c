@@ -398,9 +398,8 @@ static void test_transactions(void **state)
 		run_scenario(&sc[i]);
 }
 
-/* Creates and deletes where the id table grows (uthash doubles at 4 items
- * per bucket from 32 buckets: 128, 256, 512) and the B+ trees split or
- * merge (16 keys per node: 16/17, 256/257). */
+/* Creates and deletes where the B+ trees (gfn, hva and id indexes) split
+ * or merge (16 keys per node: 16/17, 256/257) and the id map grows. */
 static void test_growth_points(void **state)
 {
 	static const unsigned int sizes[] = { 15, 16, 17, 127, 128, 129,
