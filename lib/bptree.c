@@ -296,6 +296,7 @@ void bpt_init(struct bpt *t, uint64_t (*end)(const void *val))
 	t->nodes = 0;
 	t->end = end;
 	t->tie = NULL;
+	t->work = 0;
 }
 
 static void node_release(struct bpt_pool *pool, struct bpt_node *nd)
@@ -312,9 +313,11 @@ static void node_release(struct bpt_pool *pool, struct bpt_node *nd)
 static void tree_reset(struct bpt *t)
 {
 	uint64_t (*tie)(const void *val) = t->tie;
+	uint64_t work = t->work;
 
 	bpt_init(t, t->end);
 	t->tie = tie;
+	t->work = work;
 }
 
 void bpt_clear(struct bpt *t, struct bpt_pool *pool)
@@ -558,8 +561,10 @@ static unsigned int leaf_rank(const struct bpt *t, const struct bpt_node *nd,
 	return r;
 }
 
+
+
 /* Point @p at (@key, @val) or, if absent, at the cell where it belongs. */
-static void locate(const struct bpt *t, uint64_t key, const void *val,
+static void locate(struct bpt *t, uint64_t key, const void *val,
 		   struct bpt_iter *p)
 {
 	const struct bpt_node *nd = t->root;
@@ -574,6 +579,7 @@ static void locate(const struct bpt *t, uint64_t key, const void *val,
 	}
 	p->node[l] = nd;
 	p->pos[l] = (uint8_t)leaf_rank(t, nd, key, val);
+	t->work += (uint64_t)p->depth + p->pos[l];
 }
 
 /*
@@ -766,7 +772,7 @@ static void shrink_root(struct bpt *t, struct bpt_pool *pool)
 }
 
 /* Point @p at (@key, @val), which must be present. */
-static struct bpt_node *locate_present(const struct bpt *t, uint64_t key,
+static struct bpt_node *locate_present(struct bpt *t, uint64_t key,
 				       const void *val, struct bpt_iter *p)
 {
 	struct bpt_node *leaf;

@@ -90,6 +90,10 @@ struct bpt {
 	 * tie that survives bpt_replace() (the hva index uses the slot id)
 	 * makes a replacement an in-place store. */
 	uint64_t (*tie)(const void *val);
+	/* Writer work: nodes visited and equal keys compared while locating
+	 * entries to change.  Lets tests check that updates stay O(log n)
+	 * with any number of equal keys. */
+	uint64_t work;
 };
 
 /* Spare nodes, so that tree changes cannot fail. Writer side only. */

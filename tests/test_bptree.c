@@ -24,6 +24,7 @@ struct item {
 	uint64_t tie;
 	uint64_t end;
 	bool in_tree;
+	bool pinned;		/* a snapshot still holds it: not reusable */
 };
 
 static uint64_t item_end(const void *val)
@@ -60,6 +61,7 @@ struct harness {
 	uint64_t nkeys;		/* keys are 1 + k * key_step, k < nkeys */
 	uint64_t key_step;
 	uint64_t max_len;	/* interval lengths of augmented entries */
+	bool cow;		/* edits may clone published nodes */
 };
 
 static void h_init(struct harness *h, bool augmented, size_t nitems,
@@ -153,7 +155,7 @@ static struct item *free_item(struct harness *h)
 
 	do
 		it = &h->items[rnd(&h->rng) % h->nitems];
-	while (it->in_tree);
+	while (it->in_tree || it->pinned);
 	return it;
 }
 
@@ -172,13 +174,21 @@ static uint64_t random_end(struct harness *h, uint64_t key)
 	return len < UINT64_MAX - key ? key + len : UINT64_MAX;
 }
 
+/* Make the pool hold exactly what one copy-on-write edit may clone, plus
+ * @leaves and @inners. */
+static void h_reserve(struct harness *h, size_t leaves, size_t inners)
+{
+	if (h->cow)
+		bpt_nodes_for_cow(&h->t, 1, &leaves, &inners);
+	bpt_pool_trim(&h->pool, 0);
+	assert_int_equal(bpt_pool_reserve(&h->pool, leaves, inners), 0);
+}
+
 /* Insert @it with a pool that holds exactly what bpt_insert() may take. */
 static void h_insert_item(struct harness *h, struct item *it)
 {
 	it->end = random_end(h, it->key);
-	bpt_pool_trim(&h->pool, 0);
-	assert_int_equal(bpt_pool_reserve(&h->pool, 1,
-					  bpt_insert_inners(&h->t)), 0);
+	h_reserve(h, 1, bpt_insert_inners(&h->t));
 	bpt_insert(&h->t, &h->pool, it->key, it);
 	ref_insert(h, it);
 }
@@ -195,12 +205,15 @@ static void h_insert(struct harness *h, uint64_t key)
 static void h_remove(struct harness *h, size_t r)
 {
 	struct item *it = h->ref[r];
-	size_t nodes = h->pool.nleaves + h->pool.ninners;
+	size_t nodes;
 
+	if (h->cow)
+		h_reserve(h, 0, 0);
+	nodes = h->pool.nleaves + h->pool.ninners;
 	bpt_remove(&h->t, &h->pool, it->key, it);
 	ref_remove(h, r);
-	/* Removing never takes nodes from the pool. */
-	assert_true(h->pool.nleaves + h->pool.ninners >= nodes);
+	/* Removing never takes nodes from the pool (unless it clones). */
+	assert_true(h->cow || h->pool.nleaves + h->pool.ninners >= nodes);
 }
 
 static void h_replace(struct harness *h, size_t r)
@@ -210,6 +223,8 @@ static void h_replace(struct harness *h, size_t r)
 	nw->key = old->key;
 	nw->tie = old->tie;
 	nw->end = random_end(h, nw->key);
+	if (h->cow)
+		h_reserve(h, 0, 0);
 	bpt_replace(&h->t, &h->pool, old->key, old, nw);
 	ref_remove(h, r);
 	ref_insert(h, nw);
@@ -483,6 +498,115 @@ static void test_one_key_many_values(void **state)
 		if (h.nref % 8 == 0)
 			check_full(&h);
 	}
+	h_fini(&h);
+}
+
+/* ---- copy on write ---------------------------------------------------- */
+
+/* A published tree: its header and its entries in order. */
+struct snapshot {
+	struct bpt t;
+	struct item **ref;
+	size_t nref;
+};
+
+static void snap_take(struct harness *h, struct snapshot *sn)
+{
+	sn->t = h->t;
+	sn->nref = h->nref;
+	sn->ref = malloc((h->nref + 1) * sizeof(*sn->ref));
+	assert_non_null(sn->ref);
+	memcpy(sn->ref, h->ref, h->nref * sizeof(*sn->ref));
+	for (size_t i = 0; i < sn->nref; i++)
+		sn->ref[i]->pinned = true;
+}
+
+static void snap_drop(struct snapshot *sn)
+{
+	for (size_t i = 0; i < sn->nref; i++)
+		sn->ref[i]->pinned = false;
+	free(sn->ref);
+}
+
+/* The snapshot's tree still holds exactly its entries, valid. */
+static void snap_check(const struct snapshot *sn)
+{
+	struct bpt_iter it;
+	size_t k = 0;
+	void *v;
+
+	assert_int_equal(bpt_check(&sn->t), 0);
+	bpt_iter_seek_le(&it, &sn->t, 0);
+	while ((v = bpt_iter_next(&it)))
+		assert_ptr_equal(v, sn->ref[k++]);
+	assert_int_equal(k, sn->nref);
+}
+
+/*
+ * Edits in a new epoch leave the published tree whole (readers of the old
+ * header see it unchanged), the new tree right, and every node either in
+ * the new tree or on the retired list: nothing leaks once the old tree is
+ * dropped and its nodes reclaimed.
+ */
+static void cow_rounds(bool augmented, uint64_t nkeys)
+{
+	struct snapshot sn;
+	struct harness h;
+
+	h_init(&h, augmented, 8000, 61);
+	h.nkeys = nkeys;
+	h.max_len = 64;
+	for (size_t k = 0; k < 2000; k++)
+		h_insert(&h, random_key(&h));
+	h.cow = true;
+	for (int round = 0; round < 12; round++) {
+		snap_take(&h, &sn);
+		bpt_pool_new_epoch(&h.pool);
+		for (int s = 0; s < 150; s++)
+			random_step(&h, round % 2 ? 3000 : 100);
+		check_full(&h);
+		snap_check(&sn);
+		assert_true(round == 0 || h.pool.nretired > 0);
+		/* The grace period: the old tree's own nodes come back. */
+		bpt_pool_reclaim(&h.pool);
+		snap_drop(&sn);
+		check_full(&h);
+	}
+	h_fini(&h);
+}
+
+static void test_cow_plain(void **state)
+{
+	(void)state;
+	cow_rounds(false, 1u << 20);
+	cow_rounds(false, 40);		/* many equal keys */
+}
+
+static void test_cow_augmented(void **state)
+{
+	(void)state;
+	cow_rounds(true, 1u << 20);
+	cow_rounds(true, 40);
+}
+
+/* A detached retired list is freed through the allocator. */
+static void test_cow_detach(void **state)
+{
+	struct harness h;
+	struct bpt_node *list;
+
+	(void)state;
+	h_init(&h, false, 400, 62);
+	for (size_t k = 0; k < 200; k++)
+		h_insert(&h, random_key(&h));
+	h.cow = true;
+	bpt_pool_new_epoch(&h.pool);
+	h_remove(&h, 0);
+	assert_true(h.pool.nretired > 0);
+	list = bpt_pool_detach_retired(&h.pool);
+	assert_int_equal(h.pool.nretired, 0);
+	assert_non_null(list);
+	bpt_retired_free(&h.alloc, list);
 	h_fini(&h);
 }
 
@@ -774,6 +898,9 @@ int main(void)
 		cmocka_unit_test(test_pool_enomem),
 		cmocka_unit_test(test_clear_returns_nodes),
 		cmocka_unit_test(test_check_detects),
+		cmocka_unit_test(test_cow_plain),
+		cmocka_unit_test(test_cow_augmented),
+		cmocka_unit_test(test_cow_detach),
 	};
 
 	return cmocka_run_group_tests_name("bptree", tests, NULL, NULL);
