@@ -39,6 +39,7 @@
 #include <memslot/memslot.h>
 
 #include "baselines.h"
+#include "bench_writer.h"
 
 namespace {
 
@@ -1054,6 +1055,7 @@ int main(int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 256 << 20);
 	mallopt(M_TRIM_THRESHOLD, 512 << 20);
 	register_all();
+	register_writer_latency();
 	benchmark::Initialize(&nargs, args.data());
 	if (benchmark::ReportUnrecognizedArguments(nargs, args.data()))
 		return 1;

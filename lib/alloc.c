@@ -28,6 +28,8 @@ const struct memslot_allocator mem_default_allocator = {
 void mem_alloc_init(struct mem_alloc *a, const struct memslot_allocator *ops)
 {
 	a->ops = ops ? ops : &mem_default_allocator;
+	a->locked = a->ops->malloc != default_malloc ||
+		    a->ops->free != default_free;
 	pthread_mutex_init(&a->lock, NULL);
 	atomic_init(&a->bytes, 0);
 }
@@ -36,9 +38,11 @@ void *mem_malloc(struct mem_alloc *a, size_t size)
 {
 	void *p;
 
-	pthread_mutex_lock(&a->lock);
+	if (a->locked)
+		pthread_mutex_lock(&a->lock);
 	p = a->ops->malloc(a->ops->ctx, size);
-	pthread_mutex_unlock(&a->lock);
+	if (a->locked)
+		pthread_mutex_unlock(&a->lock);
 	if (p)
 		atomic_fetch_add_explicit(&a->bytes, size, memory_order_relaxed);
 	return p;
@@ -58,7 +62,9 @@ void mem_free(struct mem_alloc *a, void *p, size_t size)
 	if (!p)
 		return;
 	atomic_fetch_sub_explicit(&a->bytes, size, memory_order_relaxed);
-	pthread_mutex_lock(&a->lock);
+	if (a->locked)
+		pthread_mutex_lock(&a->lock);
 	a->ops->free(a->ops->ctx, p, size);
-	pthread_mutex_unlock(&a->lock);
+	if (a->locked)
+		pthread_mutex_unlock(&a->lock);
 }

@@ -72,7 +72,14 @@ static int push(struct listeners *ls, struct mem_alloc *alloc,
 	ls->v[ls->n].key = key;
 	ls->v[ls->n].ops = *ops;
 	ls->n++;
+	if (ops->flush || ops->complete)
+		atomic_fetch_add(&ls->late, 1);
 	return 0;
+}
+
+bool listeners_have_late(struct listeners *ls)
+{
+	return atomic_load_explicit(&ls->late, memory_order_acquire) != 0;
 }
 
 int listeners_init(struct listeners *ls, struct mem_alloc *alloc,
@@ -128,6 +135,8 @@ int listeners_del(struct listeners *ls, const struct memslot_listener *l)
 
 	if (!e || e->ops.ctx == &ls->cb)
 		return -ENOENT;
+	if (e->ops.flush || e->ops.complete)
+		atomic_fetch_sub(&ls->late, 1);
 	memmove(e, e + 1, (size_t)(ls->v + ls->n - (e + 1)) * sizeof(*e));
 	ls->n--;
 	return 0;

@@ -9,6 +9,7 @@
 #define MEMSLOT_LIB_LISTENER_H
 
 #include <stdbool.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include <memslot/memslot.h>
@@ -25,6 +26,9 @@ struct listeners {
 	size_t n;
 	size_t cap;
 	struct memslot_callbacks cb;	/* the config's, copied by size */
+	/* Listeners with a flush or complete hook: the reclaim thread takes
+	 * the writer lock only when there is one to call. */
+	_Atomic size_t late;
 };
 
 /* Adopt the config's callbacks (may be NULL).  Return: 0 or -ENOMEM. */
@@ -36,6 +40,9 @@ int listeners_add(struct listeners *ls, struct mem_alloc *alloc,
 		  const struct memslot_listener *l);
 /* Return: 0 or -ENOENT. */
 int listeners_del(struct listeners *ls, const struct memslot_listener *l);
+
+/* Whether the reclaim thread has hooks to call (no lock needed). */
+bool listeners_have_late(struct listeners *ls);
 
 /* Whether a caller's struct is at least the first published version. */
 bool listener_size_ok(const struct memslot_listener *l);

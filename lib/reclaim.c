@@ -43,16 +43,27 @@ uint64_t reclaim_queue(struct reclaim *rc, struct retire *r)
 	return r->ticket;
 }
 
-/* Hooks first (the old slots are still intact), then the memory. */
-static void complete_one(struct memslot_vm *vm, struct retire *r)
+/* The hooks of @list, in queue order, with the writer lock held (once
+ * for the whole list); skipped when no listener has such hooks. */
+static void call_hooks(struct memslot_vm *vm, struct retire *list)
 {
+	if (!listeners_have_late(&vm->listeners))
+		return;
 	vm_writer_lock_hooks(vm);
-	for (size_t i = 0; i < r->nslots; i++) {
-		if (r->slots[i].flush)
-			listeners_flush(&vm->listeners, vm, r->slots[i].slot);
+	for (struct retire *r = list; r; r = r->next) {
+		for (size_t i = 0; i < r->nslots; i++) {
+			if (r->slots[i].flush)
+				listeners_flush(&vm->listeners, vm,
+						r->slots[i].slot);
+		}
+		listeners_complete(&vm->listeners, vm, r->ticket);
 	}
-	listeners_complete(&vm->listeners, vm, r->ticket);
 	vm_writer_unlock(vm);
+}
+
+/* The memory of @r, which no reader and no hook can reach any more. */
+static void free_one(struct memslot_vm *vm, struct retire *r)
+{
 	bpt_retired_free(&vm->alloc, r->nodes);
 	for (size_t i = 0; i < r->nslots; i++)
 		mem_free(&vm->alloc, r->slots[i].slot, sizeof(*r->slots[i].slot));
@@ -86,10 +97,11 @@ static void *reclaim_main(void *arg)
 		/* One grace period covers every record taken: each was
 		 * published before this wait began. */
 		vm->rcu.synchronize(vm->rcu.ctx);
+		call_hooks(vm, list);
 		for (; list; list = next) {
 			next = list->next;
 			last = list->ticket;
-			complete_one(vm, list);
+			free_one(vm, list);
 		}
 		pthread_mutex_lock(&rc->lock);
 		rc->completed = last;
