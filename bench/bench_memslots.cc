@@ -7,6 +7,13 @@
 // Layout: N slots of 512 pages (2 MiB) with 4-page gaps, slot i having id
 // i and base gfn 16 + i * 516; their hva regions are 2 MiB + 16 KiB apart
 // in a shuffled order, so hva order differs from gfn order.
+// lookup_vmmlayout uses a second layout, vm-memory's: N one-page slots with
+// one-page holes, slot i at gfn 2i.
+//
+// Built with MEMSLOT_BENCH_VMM (bench/meson.build defines it when cargo and
+// Debian's vm-memory crate are there), the lookup_random and
+// lookup_vmmlayout tests also time rust-vmm vm-memory's own
+// GuestMemory::find_region (impl "vm-memory", bench/vm-memory).
 //
 // Counters: "ops" is the number of operations one iteration does (the
 // time per op is real_time / ops); write tests time the operation itself
@@ -22,6 +29,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -40,6 +48,9 @@
 
 #include "baselines.h"
 #include "bench_writer.h"
+#ifdef MEMSLOT_BENCH_VMM
+#include "vm-memory/vmmem.h"
+#endif
 
 namespace {
 
@@ -60,6 +71,7 @@ constexpr int kBatch = 256;		// lookups per iteration
 constexpr int kHvaBatch = 16;		// random hva queries per iteration
 
 const int kSlotCounts[] = {10, 30, 50, 64, 100, 509, 4096, 32764};
+const int kPageSlotCounts[] = {1, 10, 100, 509, 4096, 32764};
 
 // ---- layout and inputs ------------------------------------------------
 
@@ -146,6 +158,44 @@ const Layout &layout(int n)
 		make_lookups(*l, rng);
 		make_queries(*l, rng, kPage, l->q4k, l->q4k_pages);
 		make_queries(*l, rng, k2M, l->q2m, l->q2m_pages);
+	}
+	return *l;
+}
+
+// vm-memory's layout (lookup_vmmlayout): N one-page slots with one-page
+// holes, slot i (id i) at gfn 2i, and uniformly random gfns over the 2N
+// pages, so about half the lookups fall in a hole and must find nothing.
+struct PageLayout {
+	int n;
+	std::vector<base_slot> slots;	// sorted by gfn; slots[i].id == i
+	std::vector<uint64_t> gfn;
+	std::vector<uint32_t> idx;	// id of the slot holding gfn, n if none
+};
+
+const PageLayout &page_layout(int n)
+{
+	static std::map<int, std::unique_ptr<PageLayout>> cache;
+	auto &l = cache[n];
+
+	if (!l) {
+		std::mt19937_64 rng(0x766d6d656dull + n);
+
+		l = std::make_unique<PageLayout>();
+		l->n = n;
+		for (int i = 0; i < n; i++) {
+			base_slot s{};
+			s.base_gfn = 2 * (uint64_t)i;
+			s.npages = 1;
+			s.hva = kHvaBase + s.base_gfn * kPage;
+			s.id = i;
+			l->slots.push_back(s);
+		}
+		for (size_t i = 0; i < kSeq; i++) {
+			uint64_t gfn = rng() % (2 * (uint64_t)n);
+
+			l->gfn.push_back(gfn);
+			l->idx.push_back(gfn % 2 ? n : gfn / 2);
+		}
 	}
 	return *l;
 }
@@ -409,6 +459,71 @@ using LibmemslotNogp = MemslotImpl<Cache::set, false>;
 using LibmemslotVcpu = MemslotImpl<Cache::vcpu, true>;
 using LibmemslotNocache = MemslotImpl<Cache::none, true>;
 
+#ifdef MEMSLOT_BENCH_VMM
+// rust-vmm vm-memory through bench/vm-memory: a GuestMemoryMmap whose
+// regions are anonymous mmaps (GuestMemoryMmap::from_ranges), searched by
+// vm-memory's own GuestMemory::find_region.  Lookup tests only: vm-memory
+// builds a new GuestMemoryMmap for every change, which the bsearch baseline
+// already models.
+class VmMemoryImpl {
+public:
+	static const char *name() { return "vm-memory"; }
+
+	VmMemoryImpl() = default;
+	~VmMemoryImpl() { vmmem_destroy(m_); }
+	VmMemoryImpl(const VmMemoryImpl &) = delete;
+	VmMemoryImpl &operator=(const VmMemoryImpl &) = delete;
+
+	// vm-memory refuses regions that are not sorted by gpa: sort a copy.
+	int load(const base_slot *s, size_t n)
+	{
+		std::vector<base_slot> sorted(s, s + n);
+		std::vector<vmmem_range> r(n);
+
+		std::sort(sorted.begin(), sorted.end(),
+			  [](const base_slot &a, const base_slot &b) {
+				  return a.base_gfn < b.base_gfn;
+			  });
+		rank_.assign(kMaxIds, SIZE_MAX);
+		for (size_t k = 0; k < n; k++) {
+			r[k] = {sorted[k].base_gfn * kPage, sorted[k].npages * kPage};
+			rank_[sorted[k].id] = k;
+		}
+		vmmem_destroy(m_);
+		m_ = vmmem_create(r.data(), n);
+		return m_ && starts_match(r) ? 0 : -EINVAL;
+	}
+	void read_begin() {}
+	void read_end() {}
+	const void *lookup(uint64_t gfn)
+	{
+		return vmmem_find_region(m_, gfn * kPage);
+	}
+	const void *by_id(uint32_t id)
+	{
+		if (id >= rank_.size() || rank_[id] == SIZE_MAX)
+			return nullptr;
+		return vmmem_region(m_, rank_[id]);
+	}
+
+private:
+	// Region k, as vm-memory lists it, is the k-th range given.
+	bool starts_match(const std::vector<vmmem_range> &r)
+	{
+		for (size_t k = 0; k < r.size(); k++) {
+			const void *reg = vmmem_region(m_, k);
+
+			if (!reg || vmmem_region_start(reg) != r[k].gpa)
+				return false;
+		}
+		return true;
+	}
+
+	vmmem *m_ = nullptr;
+	std::vector<size_t> rank_;	// slot id -> region number
+};
+#endif
+
 // ---- fixtures: one loaded index at a time, reused across the runs of a
 // benchmark (Google Benchmark calls a benchmark several times) ----------
 
@@ -424,23 +539,29 @@ struct Fixture : FixtureBase {
 std::unique_ptr<FixtureBase> g_fixture;
 std::string g_fixture_key;
 
+// @tag names the layout @slots come from.
 template <class I>
-I *fixture(int n)
+I *fixture_of(const char *tag, const std::vector<base_slot> &slots)
 {
-	std::string key = std::string(I::name()) + "/" + std::to_string(n);
+	std::string key = std::string(tag) + "/" + I::name() + "/" +
+			  std::to_string(slots.size());
 
 	if (key != g_fixture_key) {
-		const Layout &l = layout(n);
-
 		g_fixture.reset();
 		g_fixture_key.clear();
 		auto f = std::make_unique<Fixture<I>>();
-		if (f->impl.load(l.slots.data(), l.slots.size()))
+		if (f->impl.load(slots.data(), slots.size()))
 			return nullptr;
 		g_fixture = std::move(f);
 		g_fixture_key = key;
 	}
 	return &static_cast<Fixture<I> *>(g_fixture.get())->impl;
+}
+
+template <class I>
+I *fixture(int n)
+{
+	return fixture_of<I>("slots", layout(n).slots);
 }
 
 // The slot objects an index returns for each slot of the layout.
@@ -475,6 +596,32 @@ void set_op_ns(benchmark::State &st, double total_ns)
 
 enum class Pattern { random, run64 };
 
+// Looks up @gfn in turn, kBatch per iteration; @gfn[i] must give
+// @want[@idx[i]].
+template <class I>
+void lookup_loop(benchmark::State &st, I &impl,
+		 const std::vector<uint64_t> &gfn,
+		 const std::vector<uint32_t> &idx,
+		 const std::vector<const void *> &want)
+{
+	uint64_t bad = 0;
+	size_t pos = 0;
+
+	for (auto _ : st) {
+		impl.read_begin();
+		for (int k = 0; k < kBatch; k++) {
+			const void *s = impl.lookup(gfn[pos + k]);
+			bad += s != want[idx[pos + k]];
+		}
+		impl.read_end();
+		pos = (pos + kBatch) & (kSeq - 1);
+	}
+	benchmark::DoNotOptimize(bad);
+	if (bad)
+		st.SkipWithError("lookup returned a wrong slot");
+	st.counters["ops"] = kBatch;
+}
+
 template <class I>
 void bm_lookup(benchmark::State &st, int n, Pattern p)
 {
@@ -483,26 +630,28 @@ void bm_lookup(benchmark::State &st, int n, Pattern p)
 	const auto &idx = p == Pattern::random ? l.rand_idx : l.run_idx;
 	std::vector<const void *> want;
 	I *impl = fixture<I>(n);
-	uint64_t bad = 0;
-	size_t pos = 0;
 
 	if (!impl || !expected_slots(*impl, n, want)) {
 		st.SkipWithError("setup failed");
 		return;
 	}
-	for (auto _ : st) {
-		impl->read_begin();
-		for (int k = 0; k < kBatch; k++) {
-			const void *s = impl->lookup(gfn[pos + k]);
-			bad += s != want[idx[pos + k]];
-		}
-		impl->read_end();
-		pos = (pos + kBatch) & (kSeq - 1);
+	lookup_loop(st, *impl, gfn, idx, want);
+}
+
+// lookup_vmmlayout: a gfn in a hole must find nothing (want[n]).
+template <class I>
+void bm_lookup_pages(benchmark::State &st, int n)
+{
+	const PageLayout &l = page_layout(n);
+	std::vector<const void *> want;
+	I *impl = fixture_of<I>("pages", l.slots);
+
+	if (!impl || !expected_slots(*impl, n, want)) {
+		st.SkipWithError("setup failed");
+		return;
 	}
-	benchmark::DoNotOptimize(bad);
-	if (bad)
-		st.SkipWithError("lookup returned a wrong slot");
-	st.counters["ops"] = kBatch;
+	want.push_back(nullptr);
+	lookup_loop(st, *impl, l.gfn, l.idx, want);
 }
 
 // ---- lookup_vcpu64: vCPU threads, each in its own slot -----------------
@@ -893,6 +1042,14 @@ void add_lookup_tests(const std::string &test, Pattern p, int n)
 	(add_lookups<I>(test, p, n), ...);
 }
 
+template <class... I>
+void add_page_lookup_tests(int n)
+{
+	(add("lookup_vmmlayout", I::name(), n,
+	     [n](benchmark::State &st) { bm_lookup_pages<I>(st, n); }),
+	 ...);
+}
+
 template <class I>
 void add_vcpu_threads()
 {
@@ -969,6 +1126,9 @@ void register_all()
 		add_lookup_tests<Impl_array, Impl_rbtree, Impl_bsearch,
 				 Libmemslot, LibmemslotVcpu, LibmemslotNocache>(
 			"lookup_random", Pattern::random, n);
+#ifdef MEMSLOT_BENCH_VMM
+		add_lookups<VmMemoryImpl>("lookup_random", Pattern::random, n);
+#endif
 		add_lookup_tests<Impl_array, Impl_rbtree, Impl_bsearch,
 				 Libmemslot, LibmemslotVcpu, LibmemslotNocache>(
 			"lookup_run64", Pattern::run64, n);
@@ -985,6 +1145,13 @@ void register_all()
 		(add_map<LibmemslotVcpu>(n), add_map<LibmemslotNocache>(n));
 		(add_hva<Impl_array>(n), add_hva<Impl_rbtree>(n));
 		(add_hva<Impl_bsearch>(n), add_hva<Libmemslot>(n));
+	}
+	for (int n : kPageSlotCounts) {
+		add_page_lookup_tests<Impl_array, Impl_rbtree, Impl_bsearch,
+				      Libmemslot, LibmemslotNocache>(n);
+#ifdef MEMSLOT_BENCH_VMM
+		add_page_lookup_tests<VmMemoryImpl>(n);
+#endif
 	}
 }
 

@@ -5,12 +5,18 @@
     python3 bench/report.py                  # build, run everything, report
     python3 bench/report.py --min-time 0.05  # shorter run
     python3 bench/report.py --json out.json  # report from an earlier run
+    python3 bench/report.py --peer-only      # vm-memory section alone
 
 Builds bench/bench_memslots in a release build directory of its own
 (default /tmp/memslot-bench), runs it with JSON output, runs
 bench/callgrind.sh for instruction counts, and writes the seed-style tables
 (baseline vs libmemslot, with ratios), the targets, a table of every test
 and one plot per test (slot count on a log axis, ns per op).
+
+--peer-only runs only the lookup tests that rust-vmm vm-memory takes part
+in (lookup_random, lookup_vmmlayout), three repetitions each (medians), and
+rewrites only the vm-memory section of doc/benchmarks.md and the
+lookup_vmmlayout plot.
 """
 
 import argparse
@@ -25,11 +31,11 @@ import time
 
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(SRC, "doc")
-SLOTS = [10, 30, 50, 64, 100, 509, 4096, 32764]
+SLOTS = [1, 10, 30, 50, 64, 100, 509, 4096, 32764]
 SEED_SLOTS = [10, 30, 50, 100, 509, 32764]
 BASELINES = ["array", "rbtree", "bsearch"]
 TEST_ORDER = [
-    "slot_setup", "lookup_random", "lookup_run64", "lookup_vcpu64", "map",
+    "slot_setup", "lookup_random", "lookup_vmmlayout", "lookup_run64", "lookup_vcpu64", "map",
     "unmap", "unmap_2m", "hva_range_4k", "hva_range_2m", "move_active",
     "move_inactive", "create", "delete", "flags",
 ]
@@ -37,6 +43,10 @@ TEST_DOC = {
     "slot_setup": "create N slots one by one into an empty index (whole "
                   "setup; libmemslot-txn: one memslot_set_regions call)",
     "lookup_random": "gfn -> slot, uniformly random gfns over all slots",
+    "lookup_vmmlayout": "gfn -> slot in vm-memory's layout: N one-page "
+                        "slots with one-page holes, uniformly random gfns "
+                        "over the 2N pages (about half in holes, which "
+                        "must find nothing)",
     "lookup_run64": "gfn -> slot, runs of 64 consecutive gfns, then a jump",
     "lookup_vcpu64": "64 vCPUs on 2 threads, each vCPU one lookup per turn "
                      "in its own slot (64 slots)",
@@ -59,9 +69,9 @@ IMPL_DOC = {
              "for delete/move), linear hva scan",
     "rbtree": "KVM since 5.15 gfn index: red-black tree (glibc tsearch) "
               "keyed by base gfn, id table, in-order walk for hva ranges",
-    "bsearch": "rust-vmm vm-memory (Firecracker): sorted vector of slot "
-               "pointers, glibc bsearch, new vector per change, linear hva "
-               "scan",
+    "bsearch": "a C model of rust-vmm vm-memory (Firecracker): sorted "
+               "vector of slot pointers, glibc bsearch, new vector per "
+               "change, linear hva scan",
     "libmemslot": "memslot_gfn_to_slot (set-wide last-used cache), default "
                   "liburcu backend: writes include the grace periods",
     "libmemslot-nogp": "libmemslot with memslot_rcu_none(): the "
@@ -69,7 +79,19 @@ IMPL_DOC = {
     "libmemslot-txn": "slot setup as one memslot_set_regions transaction",
     "libmemslot-vcpu": "memslot_vcpu_gfn_to_slot (per-vCPU cache)",
     "libmemslot-nocache": "memslot_search (index only, no cache)",
+    "vm-memory": "rust-vmm vm-memory 0.10 itself (Debian's crate, cargo "
+                 "--release): GuestMemoryMmap::find_region over regions "
+                 "from GuestMemoryMmap::from_ranges (one anonymous mmap "
+                 "each), called through bench/vm-memory's C interface; "
+                 "lookup tests only",
 }
+# The vm-memory section: tests it takes part in, and the rows it shows.
+PEER = "vm-memory"
+PEER_TESTS = ["lookup_random", "lookup_vmmlayout"]
+PEER_ROWS = ["libmemslot", "vm-memory", "rbtree", "bsearch", "array"]
+PEER_HEADING = "## rust-vmm vm-memory, the real crate"
+PEER_REPS = 5
+PEER_MIN_TIME = 0.1
 
 
 def sh(cmd, **kw):
@@ -107,13 +129,19 @@ def run_callgrind(build_dir):
     return (res.stdout + res.stderr).strip(), counts
 
 
-def load(path):
+def load(path, clock="real_time"):
     with open(path) as f:
         data = json.load(f)
     res, errors = {}, []
     for b in data["benchmarks"]:
+        name = b["name"]
+        if b.get("run_type") == "aggregate":
+            # With repetitions, take the median of each benchmark.
+            if b.get("aggregate_name") != "median":
+                continue
+            name = b["run_name"]
         # Threaded runs append /real_time/threads:T to the name.
-        parts = [p for p in b["name"].split("/")
+        parts = [p for p in name.split("/")
                  if p != "real_time" and not p.startswith("threads:")]
         if len(parts) != 4 or parts[0] != "memslots":
             continue
@@ -127,7 +155,7 @@ def load(path):
         else:
             # Counters are summed over threads; time is per thread.
             per_thread_ops = b.get("ops", 1) / b.get("threads", 1)
-            ns = b["real_time"] * scale / per_thread_ops
+            ns = b[clock] * scale / per_thread_ops
         res[(test, impl, int(n))] = {"ns": ns,
                                      "bytes": b.get("bytes_per_slot")}
     return data.get("context", {}), res, errors
@@ -222,13 +250,81 @@ def all_tables(res):
     return "\n".join(out)
 
 
+def peer_table(res, test):
+    slots = [n for n in SLOTS if (test, PEER, n) in res]
+    out = ["| impl | " + " | ".join(str(n) for n in slots) + " |",
+           "|---|" + "---|" * len(slots)]
+    for impl in PEER_ROWS:
+        out.append("| %s | %s |" % (impl, " | ".join(
+            "%.1f" % get(res, test, impl, n)
+            if get(res, test, impl, n) is not None else "-"
+            for n in slots)))
+    out.append("| **libmemslot / vm-memory** | %s |" % " | ".join(
+        "%.2f" % r if r is not None else "-"
+        for r in (ratio(get(res, test, "libmemslot", n),
+                        get(res, test, PEER, n)) for n in slots)))
+    return "\n".join(out)
+
+
+def peer_section(res, how):
+    """The vm-memory section; @how says which run its numbers come from."""
+    lines = [
+        PEER_HEADING,
+        "",
+        "rust-vmm vm-memory 0.10.0, Debian's packaged crate built offline "
+        "with cargo (bench/vm-memory), linked into bench_memslots only. "
+        "Region type: `GuestMemoryMmap<()>` from "
+        "`GuestMemoryMmap::from_ranges`, so each region is a "
+        "`GuestRegionMmap` over its own anonymous MAP_NORESERVE mmap, as "
+        "Firecracker and cloud-hypervisor make them (32764 mmaps at most; "
+        "never touched).  Its lookup is its own "
+        "`GuestMemory::find_region` (a binary search over the regions' "
+        "Arc pointers), one call through the C interface per lookup, as "
+        "the C baselines are one call into their static library and "
+        "libmemslot one call into its shared library.  Each test checks "
+        "every answer against the region vm-memory lists for that slot.",
+        "",
+        how,
+        "",
+        "Cells: ns per lookup (lower is better); last row: libmemslot's "
+        "time divided by vm-memory's (below 1: libmemslot is faster).",
+        "",
+    ]
+    if not any((t, PEER, n) in res for t in PEER_TESTS for n in SLOTS):
+        return lines + ["Not measured: this build had no cargo or no "
+                        "vm-memory crate (Debian: librust-vm-memory-dev), "
+                        "so meson left the vm-memory peer out."]
+    for test in PEER_TESTS:
+        lines += ["### %s" % test, "", TEST_DOC[test] + ".", "",
+                  peer_table(res, test), ""]
+    lines.append("![lookup_vmmlayout](bench-lookup_vmmlayout.png)")
+    return lines
+
+
+def splice_peer_section(path, section):
+    """Replace the vm-memory section of @path (or add it before Targets)."""
+    with open(path) as f:
+        old = f.read().split("\n")
+    if PEER_HEADING in old:
+        start = old.index(PEER_HEADING)
+        end = next((i for i in range(start + 1, len(old))
+                    if old[i].startswith("## ")), len(old))
+    else:
+        start = end = old.index("## Targets")
+    new = old[:start] + section + [""] + old[end:]
+    with open(path, "w") as f:
+        f.write("\n".join(new))
+
+
 def memory_table(res):
     impls = [i for i in impls_of(res, "slot_setup") if i != "libmemslot-txn"]
-    out = ["| impl | " + " | ".join(str(n) for n in SLOTS) + " |",
-           "|---|" + "---|" * len(SLOTS)]
+    slots = [n for n in SLOTS
+             if any(("slot_setup", i, n) in res for i in impls)]
+    out = ["| impl | " + " | ".join(str(n) for n in slots) + " |",
+           "|---|" + "---|" * len(slots)]
     for impl in impls:
         cells = []
-        for n in SLOTS:
+        for n in slots:
             v = res.get(("slot_setup", impl, n))
             cells.append("%.0f" % v["bytes"] if v and v["bytes"] else "-")
         out.append("| %s | %s |" % (impl, " | ".join(cells)))
@@ -275,13 +371,13 @@ def targets(res, counts):
     return "\n".join(rows)
 
 
-def plot(res):
+def plot(res, tests=TEST_ORDER):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     written = []
-    for test in TEST_ORDER:
+    for test in tests:
         impls = impls_of(res, test)
         if not impls or test == "lookup_vcpu64":
             continue
@@ -383,6 +479,10 @@ def write_md(path, ctx, res, errors, meta, cg_text, counts):
         "",
         vcpu_table(res),
         "",
+    ]
+    lines += peer_section(res, "From the run above.")
+    lines += [
+        "",
         "## Targets",
         "",
         targets(res, counts),
@@ -419,15 +519,66 @@ def ensure_matplotlib():
         sys.exit("report.py needs matplotlib (Debian: python3-matplotlib)")
 
 
+def peer_only(args):
+    """--peer-only: run the vm-memory lookup tests, rewrite their section."""
+    t0 = time.time()
+    out = args.json
+    if not out:
+        exe = build(args.build_dir)
+        t0 = time.time()
+        out = os.path.join(args.build_dir, "bench-peer.json")
+        # Repetitions in random order spread the bursts of other load
+        # over every implementation instead of a few neighbours.
+        run_suite(exe, out, args.min_time, [
+            "--benchmark_filter=^memslots/(%s)/" % "|".join(PEER_TESTS),
+            "--benchmark_repetitions=%d" % PEER_REPS,
+            "--benchmark_enable_random_interleaving=true",
+            "--benchmark_report_aggregates_only=true"])
+    elapsed = time.time() - t0
+    # CPU time: on a shared machine, wall time also counts the time the
+    # benchmark thread waited for a CPU.
+    _ctx, res, errors = load(out, "cpu_time")
+    m = machine()
+    how = ("Measured apart from the rest of this file, by `python3 "
+           "bench/report.py --peer-only%s` on %s (%s, %s CPUs; %d "
+           "benchmarks, each the median of %d repetitions of "
+           "`--benchmark_min_time=%g` run in random order, CPU time; whole "
+           "run %.0f s).  The tables elsewhere in this file are wall time "
+           "from the main run: compare within this section." %
+           (" --min-time %g" % args.min_time
+            if args.min_time != PEER_MIN_TIME else "",
+            datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), m["model"],
+            m["nproc"], len(res), PEER_REPS, args.min_time, elapsed))
+    section = peer_section(res, how)
+    if errors:
+        section += ["", "Errors:", ""] + ["- " + e for e in errors]
+    plots = plot(res, ["lookup_vmmlayout"])
+    splice_peer_section(os.path.join(DOC, "benchmarks.md"), section)
+    print("rewrote the vm-memory section of doc/benchmarks.md and %d plots;"
+          " %d benchmarks in %.0f s; %d errors"
+          % (len(plots), len(res), elapsed, len(errors)))
+    return 1 if errors else 0
+
+
 def main():
     ensure_matplotlib()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build-dir", default="/tmp/memslot-bench")
-    ap.add_argument("--min-time", type=float, default=0.2)
+    ap.add_argument("--min-time", type=float, default=None,
+                    help="--benchmark_min_time (default 0.2, --peer-only "
+                         "%g)" % PEER_MIN_TIME)
     ap.add_argument("--filter", default=None)
     ap.add_argument("--json", help="report from this JSON file, no run")
     ap.add_argument("--no-callgrind", action="store_true")
+    ap.add_argument("--peer-only", action="store_true",
+                    help="run and rewrite only the vm-memory section")
     args = ap.parse_args()
+    if args.peer_only:
+        if args.min_time is None:
+            args.min_time = PEER_MIN_TIME
+        return peer_only(args)
+    if args.min_time is None:
+        args.min_time = 0.2
 
     os.makedirs(DOC, exist_ok=True)
     t0 = time.time()

@@ -41,3 +41,12 @@ DEMO_PACKAGES=(meson ninja-build pkg-config gcc libc6-dev liburcu-dev)
 TEST_PACKAGES=("${DEMO_PACKAGES[@]}" g++ clang libclang-rt-14-dev
 	libcmocka-dev libbenchmark-dev valgrind python3 binutils
 	libc6-dev-arm64-cross llvm-14)
+
+# Optional: what the vm-memory peer of the benchmarks (bench/vm-memory)
+# needs, Debian's packaged vm-memory crate, and Debian's cargo where no
+# cargo is installed.  Nothing else needs them: without them meson skips
+# that peer.
+BENCH_PACKAGES=(librust-vm-memory-dev)
+if ! command -v cargo >/dev/null && [ ! -x "${HOME-}/.cargo/bin/cargo" ]; then
+	BENCH_PACKAGES+=(cargo)
+fi

@@ -230,6 +230,14 @@ fi
 # accept it get MEMSLOT_BENCH_QUICK=1 to keep the run short.
 if want bench && [ -f "$SRC/bench/meson.build" ] && [ -d "$BUILD_ROOT/gcc" ]; then
 	section_start "bench: quick smoke run (gcc build)"
+	# The vm-memory peer is optional: install its packages if possible and
+	# reconfigure, so meson builds it if they are there now.
+	if ensure_packages "${BENCH_PACKAGES[@]}" &&
+		meson setup --reconfigure "$BUILD_ROOT/gcc" >/dev/null &&
+		! meson compile -C "$BUILD_ROOT/gcc" -j "$JOBS"; then
+		problems+=("gcc: build with the vm-memory peer")
+		failed=$((failed + 1))
+	fi
 	run_suites gcc -- bench
 	if [ -n "$(meson introspect --benchmarks "$BUILD_ROOT/gcc" | python3 -c 'import json,sys; print("y" if json.load(sys.stdin) else "")')" ]; then
 		run_meson_test gcc benchmarks MEMSLOT_BENCH_QUICK=1 -- --benchmark

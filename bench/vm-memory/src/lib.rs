@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: MIT
+//
+// C interface to vm-memory's GuestMemoryMmap for libmemslot's benchmarks;
+// vmmem.h documents each function.  Lookups call vm-memory's own
+// GuestMemory::find_region: nothing here reimplements it.
+
+use std::os::raw::c_void;
+use std::ptr;
+use std::slice;
+
+use vm_memory::{GuestAddress, GuestMemory, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap};
+
+/// One (gpa, size) region, laid out as struct vmmem_range.
+#[repr(C)]
+pub struct VmmemRange {
+    gpa: u64,
+    size: u64,
+}
+
+/// What struct vmmem points to: the guest memory and its regions in gpa
+/// order.  The regions are Arc-allocated inside the GuestMemoryMmap, so
+/// the pointers stay valid as long as `mem` lives.
+pub struct Vmmem {
+    mem: GuestMemoryMmap,
+    regions: Vec<*const GuestRegionMmap>,
+}
+
+fn to_ranges(ranges: &[VmmemRange]) -> Option<Vec<(GuestAddress, usize)>> {
+    ranges
+        .iter()
+        .map(|r| usize::try_from(r.size).ok().map(|size| (GuestAddress(r.gpa), size)))
+        .collect()
+}
+
+fn build(ranges: &[VmmemRange]) -> Option<Vmmem> {
+    // from_ranges mmaps each region anonymously, then from_arc_regions
+    // checks that the regions are sorted and do not overlap.
+    let mem = GuestMemoryMmap::<()>::from_ranges(&to_ranges(ranges)?).ok()?;
+    let regions = mem.iter().map(|r| r as *const GuestRegionMmap).collect();
+
+    Some(Vmmem { mem, regions })
+}
+
+/// # Safety
+/// `ranges` points to `n` readable ranges (or is NULL).
+#[no_mangle]
+pub unsafe extern "C" fn vmmem_create(ranges: *const VmmemRange, n: usize) -> *mut Vmmem {
+    if ranges.is_null() || n == 0 {
+        return ptr::null_mut();
+    }
+    match build(slice::from_raw_parts(ranges, n)) {
+        Some(m) => Box::into_raw(Box::new(m)),
+        None => ptr::null_mut(),
+    }
+}
+
+/// # Safety
+/// `m` comes from vmmem_create() and is not used again, or is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn vmmem_destroy(m: *mut Vmmem) {
+    if !m.is_null() {
+        drop(Box::from_raw(m));
+    }
+}
+
+/// # Safety
+/// `m` comes from vmmem_create() and was not destroyed.
+#[no_mangle]
+pub unsafe extern "C" fn vmmem_find_region(m: *const Vmmem, addr: u64) -> *const c_void {
+    let m = &*m;
+
+    match m.mem.find_region(GuestAddress(addr)) {
+        Some(r) => r as *const GuestRegionMmap as *const c_void,
+        None => ptr::null(),
+    }
+}
+
+/// # Safety
+/// `m` comes from vmmem_create() and was not destroyed.
+#[no_mangle]
+pub unsafe extern "C" fn vmmem_region(m: *const Vmmem, i: usize) -> *const c_void {
+    let m = &*m;
+
+    match m.regions.get(i) {
+        Some(&r) => r as *const c_void,
+        None => ptr::null(),
+    }
+}
+
+/// # Safety
+/// `region` comes from vmmem_find_region() or vmmem_region() on a live
+/// object.
+#[no_mangle]
+pub unsafe extern "C" fn vmmem_region_start(region: *const c_void) -> u64 {
+    let region = &*(region as *const GuestRegionMmap);
+
+    region.start_addr().0
+}
