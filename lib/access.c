@@ -320,10 +320,12 @@ int memslot_vcpu_view_gfn_to_hva(struct memslot_vcpu *vcpu,
 
 /*
  * The short path of a vCPU access: all @len bytes in one page of one
- * usable slot.  Return: the slot, with *@hva the host address of @gpa; or
- * NULL when the access needs the walk (which also makes every check).
+ * usable slot.  The translation is memslot_slot_gfn_to_hva()'s, inline:
+ * this path is a guest's every small access.  Return: the slot, with
+ * *@hva the host address of @gpa; or NULL when the access needs the walk
+ * (which also makes every check and reports every error).
  */
-static const struct memslot_slot *
+static inline const struct memslot_slot *
 vcpu_one_page(struct memslot_vcpu *vcpu, const struct memslot_view *view,
 	      unsigned int shift, uint64_t gpa, size_t len, bool write,
 	      uint64_t *hva)
@@ -331,34 +333,74 @@ vcpu_one_page(struct memslot_vcpu *vcpu, const struct memslot_view *view,
 	uint64_t in_page = gpa & ((1ull << shift) - 1);
 	uint64_t gfn = gpa >> shift;
 	const struct memslot_slot *slot;
+	uint32_t bad = MEMSLOT_INVALID | (write ? MEMSLOT_MEM_READONLY : 0);
+	uint64_t off;
 
 	/* Unsigned: len 0 wraps and takes the walk, which touches nothing. */
 	if ((uint64_t)len - 1 >= (1ull << shift) - in_page)
 		return NULL;
 	slot = memslot_vcpu_view_gfn_to_slot(vcpu, view, gfn);
-	if (memslot_slot_gfn_to_hva(slot, gfn, write, hva))
+	if (!slot || (slot->flags & bad))
 		return NULL;
-	*hva += in_page;
+	/* The slot contains @gfn (a lookup found it); clamp all the same. */
+	off = memslot_array_index_nospec(gfn - slot->base_gfn, slot->npages);
+	*hva = slot->hva + (off << shift) + in_page;
 	return slot;
+}
+
+/*
+ * memcpy of a small constant size is a load and a store; the sizes a vCPU
+ * uses most get one each instead of a call.
+ */
+static void copy_small(void *dst, const void *src, size_t len)
+{
+	switch (len) {
+	case 1:
+		memcpy(dst, src, 1);
+		break;
+	case 2:
+		memcpy(dst, src, 2);
+		break;
+	case 4:
+		memcpy(dst, src, 4);
+		break;
+	case 8:
+		memcpy(dst, src, 8);
+		break;
+	default:
+		memcpy(dst, src, len);
+	}
+}
+
+/* Out of line, so that the short paths below need no stack frame. */
+__attribute__((noinline))
+static int vcpu_walk(struct memslot_vcpu *vcpu,
+		     const struct memslot_view *view, unsigned int shift,
+		     uint64_t gpa, char *buf, size_t len, unsigned int flags,
+		     enum walk_op op, size_t *done)
+{
+	struct walk w = {
+		.cview = view, .vcpu = vcpu, .shift = shift, .op = op,
+		.mark = flags & MEMSLOT_ACCESS_MARK_DIRTY,
+	};
+
+	return walk_start(&w, gpa, buf, len, done);
 }
 
 int memslot_vcpu_view_read(struct memslot_vcpu *vcpu,
 			   const struct memslot_view *view, uint64_t gpa,
 			   void *buf, size_t len, size_t *done)
 {
-	struct walk w = {
-		.cview = view, .vcpu = vcpu, .op = WALK_READ,
-		.shift = memslot_vcpu_vm(vcpu)->page_shift,
-	};
+	unsigned int shift = memslot_vcpu_vm(vcpu)->page_shift;
 	uint64_t hva;
 
-	if (vcpu_one_page(vcpu, view, w.shift, gpa, len, false, &hva)) {
-		memcpy(buf, hva_ptr(hva), len);
-		if (done)
-			*done = len;
-		return 0;
-	}
-	return walk_start(&w, gpa, buf, len, done);
+	if (!vcpu_one_page(vcpu, view, shift, gpa, len, false, &hva))
+		return vcpu_walk(vcpu, view, shift, gpa, buf, len, 0,
+				 WALK_READ, done);
+	copy_small(buf, hva_ptr(hva), len);
+	if (done)
+		*done = len;
+	return 0;
 }
 
 int memslot_vcpu_view_write(struct memslot_vcpu *vcpu,
@@ -366,22 +408,19 @@ int memslot_vcpu_view_write(struct memslot_vcpu *vcpu,
 			    const void *buf, size_t len, unsigned int flags,
 			    size_t *done)
 {
-	struct walk w = {
-		.cview = view, .vcpu = vcpu, .op = WALK_WRITE,
-		.shift = memslot_vcpu_vm(vcpu)->page_shift,
-		.mark = flags & MEMSLOT_ACCESS_MARK_DIRTY,
-	};
+	unsigned int shift = memslot_vcpu_vm(vcpu)->page_shift;
 	const struct memslot_slot *slot;
 	uint64_t hva;
 
 	if (flags & ~ACCESS_WRITE_FLAGS)
 		return bad_request(done);
-	slot = vcpu_one_page(vcpu, view, w.shift, gpa, len, true, &hva);
+	slot = vcpu_one_page(vcpu, view, shift, gpa, len, true, &hva);
 	if (!slot)
-		return walk_start(&w, gpa, src_buf(buf), len, done);
-	memcpy(hva_ptr(hva), buf, len);
-	if (w.mark)
-		slot_mark_dirty(slot, (gpa >> w.shift) - slot->base_gfn, 1);
+		return vcpu_walk(vcpu, view, shift, gpa, src_buf(buf), len,
+				 flags, WALK_WRITE, done);
+	copy_small(hva_ptr(hva), buf, len);
+	if (flags & MEMSLOT_ACCESS_MARK_DIRTY)
+		slot_mark_dirty(slot, (gpa >> shift) - slot->base_gfn, 1);
 	if (done)
 		*done = len;
 	return 0;
