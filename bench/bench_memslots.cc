@@ -44,6 +44,9 @@
 #include <thread>
 #include <vector>
 
+#include <sys/mman.h>
+
+#include <memslot/access.h>
 #include <memslot/memslot.h>
 
 #include "baselines.h"
@@ -1017,6 +1020,197 @@ void bm_move(benchmark::State &st, int n, bool active)
 	set_op_ns(st, total);
 }
 
+// ---- guest-memory access over real backing -------------------------------
+
+// Slots of 128 KiB (32 pages) with 4-page gaps, over one mapping of real
+// memory: slot i is backed at (i % kAccessBackSlots) * 128 KiB, so the
+// slots share at most 32 MiB of backing however many there are (aliasing
+// is legal).  Reads start at random 8-byte aligned offsets that keep 64 KiB
+// inside the slot; the memcpy baseline copies from the same host bytes.
+constexpr uint64_t kAccessSlotPages = 32;
+constexpr uint64_t kAccessSlotBytes = kAccessSlotPages * kPage;
+constexpr uint64_t kAccessStridePages = kAccessSlotPages + kGapPages;
+constexpr uint64_t kAccessBackSlots = 256;
+constexpr size_t kAccessLen = 64 << 10;
+constexpr int kAccessBatch = 16;	// 64 KiB reads per iteration
+constexpr int kAccess4Batch = 256;	// 4-byte reads per iteration
+
+class AccessFixture {
+public:
+	explicit AccessFixture(int n) : n_(n)
+	{
+		memslot_config cfg;
+		std::mt19937_64 rng(0x616363657373ull + n);
+
+		back_bytes_ = std::min<uint64_t>(n, kAccessBackSlots) *
+			      kAccessSlotBytes;
+		void *p = mmap(nullptr, back_bytes_, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+			       0);
+		if (p == MAP_FAILED)
+			abort();
+		back_ = static_cast<uint8_t *>(p);
+		for (uint64_t i = 0; i < back_bytes_; i++)
+			back_[i] = (uint8_t)(i * 31 + i / 4093);
+		memslot_config_init_x86_64(&cfg);
+		if (memslot_vm_create(&cfg, &vm_) || load() ||
+		    memslot_vcpu_create(vm_, &vcpu_))
+			abort();
+		register_reader_once(vm_);
+		for (size_t i = 0; i < kSeq; i++) {
+			uint64_t slot = rng() % n;
+			uint64_t off = rng() % (kAccessSlotBytes - kAccessLen + 1);
+
+			gpa_.push_back(slot_gpa(slot) + (off & ~7ull));
+		}
+	}
+	~AccessFixture()
+	{
+		memslot_vcpu_destroy(vcpu_);
+		memslot_vm_destroy(vm_);
+		munmap(back_, back_bytes_);
+	}
+	AccessFixture(const AccessFixture &) = delete;
+	AccessFixture &operator=(const AccessFixture &) = delete;
+
+	static uint64_t slot_gpa(uint64_t i)
+	{
+		return (kFirstGfn + i * kAccessStridePages) * kPage;
+	}
+	// The host bytes behind @gpa (inside a slot).
+	const uint8_t *host(uint64_t gpa) const
+	{
+		uint64_t rel = gpa - kFirstGfn * kPage;
+		uint64_t slot = rel / (kAccessStridePages * kPage);
+
+		return back_ + slot % kAccessBackSlots * kAccessSlotBytes +
+		       rel % (kAccessStridePages * kPage);
+	}
+
+	memslot_vm *vm() { return vm_; }
+	memslot_vcpu *vcpu() { return vcpu_; }
+	const std::vector<uint64_t> &gpas() const { return gpa_; }
+
+private:
+	int load()
+	{
+		std::vector<memslot_region> r(n_);
+
+		for (int i = 0; i < n_; i++) {
+			r[i].slot = i;
+			r[i].guest_phys_addr = slot_gpa(i);
+			r[i].memory_size = kAccessSlotBytes;
+			r[i].userspace_addr = (uint64_t)(uintptr_t)back_ +
+					      i % kAccessBackSlots *
+						      kAccessSlotBytes;
+		}
+		return memslot_set_regions(vm_, r.data(), r.size(), nullptr);
+	}
+
+	int n_;
+	uint8_t *back_ = nullptr;
+	uint64_t back_bytes_ = 0;
+	memslot_vm *vm_ = nullptr;
+	memslot_vcpu *vcpu_ = nullptr;
+	std::vector<uint64_t> gpa_;
+};
+
+AccessFixture *access_fixture(int n)
+{
+	static std::unique_ptr<AccessFixture> f;
+	static int f_n;
+
+	if (!f || f_n != n) {
+		f.reset();
+		g_fixture.reset();	// one big fixture at a time
+		g_fixture_key.clear();
+		f = std::make_unique<AccessFixture>(n);
+		f_n = n;
+	}
+	return f.get();
+}
+
+enum class AccessImpl { libmemslot, memcpy };
+
+void bm_access_read64k(benchmark::State &st, int n, AccessImpl impl)
+{
+	AccessFixture *f = access_fixture(n);
+	const auto &gpa = f->gpas();
+	std::vector<uint8_t> buf(kAccessLen), want(kAccessLen);
+	uint64_t bad = 0;
+	size_t pos = 0;
+
+	for (auto _ : st) {
+		memslot_read_lock(f->vm());
+		memslot_view *view = memslot_view_get(f->vm(), 0);
+
+		for (int k = 0; k < kAccessBatch; k++) {
+			size_t done = 0;
+
+			if (impl == AccessImpl::memcpy) {
+				memcpy(buf.data(), f->host(gpa[pos + k]),
+				       kAccessLen);
+				continue;
+			}
+			bad += memslot_view_read(view, gpa[pos + k], buf.data(),
+						 kAccessLen, &done) != 0;
+			bad += done != kAccessLen;
+		}
+		memslot_read_unlock(f->vm());
+		benchmark::DoNotOptimize(buf.data());
+		benchmark::ClobberMemory();
+		pos = (pos + kAccessBatch) & (kSeq - 1);
+	}
+	// The last read of the loop, checked against the backing.
+	pos = (pos - kAccessBatch) & (kSeq - 1);
+	memcpy(want.data(), f->host(gpa[pos + kAccessBatch - 1]), kAccessLen);
+	bad += st.iterations() && buf != want;
+	benchmark::DoNotOptimize(bad);
+	if (bad)
+		st.SkipWithError("wrong bytes read");
+	st.counters["ops"] = kAccessBatch;
+	st.SetBytesProcessed(st.iterations() * kAccessBatch * kAccessLen);
+}
+
+// 4-byte reads through a warm vCPU cache: all inside one slot, 4-byte
+// aligned, so each takes the one-page path.
+void bm_access_read4(benchmark::State &st, int n)
+{
+	AccessFixture *f = access_fixture(n);
+	const auto &gpa = f->gpas();
+	const uint64_t base = AccessFixture::slot_gpa(n / 2);
+	uint32_t got[kAccess4Batch] = {};
+	uint64_t bad = 0;
+	size_t pos = 0;
+	auto at = [&](size_t i) {
+		return base + (gpa[i] & (kAccessSlotBytes - 4));
+	};
+
+	for (auto _ : st) {
+		memslot_read_lock(f->vm());
+		const memslot_view *view = memslot_view_get(f->vm(), 0);
+
+		for (int k = 0; k < kAccess4Batch; k++) {
+			size_t done;
+
+			bad += memslot_vcpu_view_read(f->vcpu(), view,
+						      at(pos + k), &got[k], 4,
+						      &done) != 0;
+		}
+		memslot_read_unlock(f->vm());
+		benchmark::DoNotOptimize(got);
+		pos = (pos + kAccess4Batch) & (kSeq - 1);
+	}
+	// The last batch, checked against the backing.
+	pos = (pos - kAccess4Batch) & (kSeq - 1);
+	for (int k = 0; st.iterations() && k < kAccess4Batch; k++)
+		bad += memcmp(&got[k], f->host(at(pos + k)), 4) != 0;
+	benchmark::DoNotOptimize(bad);
+	if (bad)
+		st.SkipWithError("wrong bytes read");
+	st.counters["ops"] = kAccess4Batch;
+}
+
 // ---- registration -----------------------------------------------------
 
 void add(const std::string &test, const char *impl, int n,
@@ -1113,6 +1307,19 @@ void add_writes(int n)
 	});
 }
 
+void add_access(int n)
+{
+	add("access_read64k", "libmemslot", n, [n](benchmark::State &st) {
+		bm_access_read64k(st, n, AccessImpl::libmemslot);
+	});
+	add("access_read64k", "memcpy", n, [n](benchmark::State &st) {
+		bm_access_read64k(st, n, AccessImpl::memcpy);
+	});
+	add("access_read4", "libmemslot-vcpu", n, [n](benchmark::State &st) {
+		bm_access_read4(st, n);
+	});
+}
+
 void register_all()
 {
 	for (int n : kSlotCounts) {
@@ -1145,6 +1352,7 @@ void register_all()
 		(add_map<LibmemslotVcpu>(n), add_map<LibmemslotNocache>(n));
 		(add_hva<Impl_array>(n), add_hva<Impl_rbtree>(n));
 		(add_hva<Impl_bsearch>(n), add_hva<Libmemslot>(n));
+		add_access(n);
 	}
 	for (int n : kPageSlotCounts) {
 		add_page_lookup_tests<Impl_array, Impl_rbtree, Impl_bsearch,

@@ -14,6 +14,7 @@
 #   the per-vCPU cache hit (memslot_vcpu_gfn_to_slot)
 #   random lookups through the set-wide cache (memslot_gfn_to_slot)
 #   random lookups of the index alone (memslot_search)
+#   a 4-byte guest read through a warm vCPU cache (memslot_vcpu_view_read)
 # at 509 and 32764 slots.  Exits non-zero if a lookup returned a wrong slot
 # or the per-vCPU hit costs more than MAX_HIT_IR instructions (default 25).
 set -euo pipefail
@@ -47,7 +48,8 @@ status=0
 printf '%-44s %8s %8s\n' "path (instructions per lookup)" 509 32764
 for spec in "vcpu:memslot_vcpu_gfn_to_slot:per-vCPU cache hit" \
 	    "random:memslot_gfn_to_slot:random gfn, set-wide cache" \
-	    "search:memslot_search:random gfn, index only"; do
+	    "search:memslot_search:random gfn, index only" \
+	    "read4:memslot_vcpu_view_read:4-byte read, warm vCPU cache"; do
 	IFS=: read -r mode fn label <<<"$spec"
 	a=$(ir "$mode" 509 "$fn")
 	b=$(ir "$mode" 32764 "$fn")

@@ -10,15 +10,21 @@
  * MODE random: COUNT set-wide lookups (memslot_gfn_to_slot) of uniformly
  *              random gfns over SLOTS slots of 512 pages
  * MODE search: the same gfns through memslot_search (index only)
+ * MODE read4:  COUNT 4-byte guest reads through a warm vCPU cache
+ *              (memslot_vcpu_view_read), inside slot 0, which is given
+ *              real backing for the purpose
  *
  * Run with --toggle-collect=<the lookup function> so that callgrind counts
  * only the instructions of the lookups themselves; the program checks
  * every result and exits non-zero on a wrong slot.
  */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
+#include <memslot/access.h>
 #include <memslot/memslot.h>
 
 #define SLOT_PAGES 512u
@@ -109,6 +115,57 @@ static size_t do_vcpu(struct memslot_vm *vm, size_t n)
 	return bad;
 }
 
+static __attribute__((noinline)) size_t
+run_read4(struct memslot_vcpu *vcpu, const struct memslot_view *view,
+	  const uint8_t *back, size_t n)
+{
+	size_t bad = 0, done;
+	uint32_t v;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t gpa = (i * 4 * 97) % (SLOT_PAGES * PAGE);
+
+		bad += memslot_vcpu_view_read(vcpu, view, gpa, &v, 4, &done) ||
+		       memcmp(&v, back + gpa, 4);
+	}
+	return bad;
+}
+
+/* Slot 0 again, over real memory this time (deleted and created: its hva
+ * cannot change in place). */
+static uint8_t *back_slot0(struct memslot_vm *vm)
+{
+	struct memslot_region r = { .slot = 0 };
+	uint8_t *back = mmap(NULL, SLOT_PAGES * PAGE, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (back == MAP_FAILED || memslot_set_region(vm, &r, NULL))
+		exit(2);
+	for (size_t i = 0; i < SLOT_PAGES * PAGE; i++)
+		back[i] = (uint8_t)(i * 7 + i / 4093);
+	r.memory_size = (uint64_t)SLOT_PAGES * PAGE;
+	r.userspace_addr = (uint64_t)(uintptr_t)back;
+	if (memslot_set_region(vm, &r, NULL))
+		exit(2);
+	return back;
+}
+
+static size_t do_read4(struct memslot_vm *vm, size_t n)
+{
+	uint8_t *back = back_slot0(vm);
+	struct memslot_vcpu *vcpu;
+	size_t bad;
+
+	if (memslot_vcpu_create(vm, &vcpu))
+		exit(2);
+	memslot_read_lock(vm);
+	bad = run_read4(vcpu, memslot_view_get(vm, 0), back, n);
+	memslot_read_unlock(vm);
+	memslot_vcpu_destroy(vcpu);
+	munmap(back, SLOT_PAGES * PAGE);
+	return bad;
+}
+
 int main(int argc, char **argv)
 {
 	struct memslot_vm *vm;
@@ -116,7 +173,8 @@ int main(int argc, char **argv)
 	size_t n, bad;
 
 	if (argc != 4) {
-		fprintf(stderr, "usage: %s vcpu|random|search SLOTS COUNT\n",
+		fprintf(stderr,
+			"usage: %s vcpu|random|search|read4 SLOTS COUNT\n",
 			argv[0]);
 		return 2;
 	}
@@ -125,6 +183,12 @@ int main(int argc, char **argv)
 	if (nslots == 0 || nslots > 32764)
 		return 2;
 	vm = make_vm(nslots);
+	if (!strcmp(argv[1], "read4")) {
+		bad = do_read4(vm, n);
+		memslot_vm_destroy(vm);
+		printf("read4 slots=%u reads=%zu wrong=%zu\n", nslots, n, bad);
+		return bad ? 1 : 0;
+	}
 	memslot_read_lock(vm);
 	if (!strcmp(argv[1], "vcpu"))
 		bad = do_vcpu(vm, n);

@@ -106,3 +106,8 @@ const struct memslot_slot *memslot_vcpu_gfn_to_slot(struct memslot_vcpu *vcpu,
 		return slot;
 	return vcpu_miss(vcpu, set, gen, gfn);
 }
+
+struct memslot_vm *memslot_vcpu_vm(const struct memslot_vcpu *vcpu)
+{
+	return vcpu->vm;
+}

@@ -30,7 +30,8 @@ case $libdir in
 esac
 
 for f in include/memslot/memslot.h include/memslot/alloc.h \
-	include/memslot/rcu.h include/memslot/nospec.h; do
+	include/memslot/rcu.h include/memslot/nospec.h \
+	include/memslot/access.h; do
 	[ -f "$root/$f" ] || { echo "FAIL: $f not installed"; exit 1; }
 done
 [ -L "$libpath/libmemslot.so" ] || { echo "FAIL: no libmemslot.so link"; exit 1; }

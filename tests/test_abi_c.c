@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <memslot/access.h>
 #include <memslot/alloc.h>
 #include <memslot/memslot.h>
 #include <memslot/nospec.h>

@@ -3,6 +3,7 @@
 // The public headers as a C++ user sees them: they must compile as C++,
 // give C linkage (the calls below link against the C library) and keep the
 // stack iterators usable as plain C++ objects.
+#include <memslot/access.h>
 #include <memslot/alloc.h>
 #include <memslot/memslot.h>
 #include <memslot/nospec.h>

@@ -1,0 +1,427 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Guest-memory access: copies and zero-copy maps of guest-physical ranges.
+ *
+ * A walk goes through a range one piece at a time, a piece being the part
+ * of the range inside one slot: one lookup and one memcpy per piece, not
+ * per page, because a slot's pages are contiguous in the host too.  Each
+ * piece is translated by memslot_slot_gfn_to_hva(), which refuses INVALID
+ * and (for writes) READONLY slots and clamps the page offset before it
+ * forms an address; only the byte offset inside the page, which the page
+ * mask already bounds, is added afterwards.
+ *
+ * Nothing here allocates, locks or stores to shared memory (beyond the
+ * set-wide last-used cache of a view lookup, and the guest memory itself).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <memslot/access.h>
+
+#include "dirty.h"
+#include "vm.h"
+
+enum walk_op { WALK_READ, WALK_WRITE, WALK_MARK };
+
+/*
+ * How a walk finds slots: through @vcpu's cache when it is set, otherwise
+ * through the set-wide cache of @view (the same layout as @cview).
+ */
+struct walk {
+	struct memslot_view *view;
+	const struct memslot_view *cview;
+	struct memslot_vcpu *vcpu;
+	unsigned int shift;
+	enum walk_op op;
+	bool mark;
+};
+
+/* The part of a range inside one slot. */
+struct piece {
+	const struct memslot_slot *slot;
+	uint64_t hva;
+	uint64_t len;
+};
+
+#define ACCESS_WRITE_FLAGS MEMSLOT_ACCESS_MARK_DIRTY
+
+static void *hva_ptr(uint64_t hva)
+{
+	return (void *)(uintptr_t)hva;
+}
+
+/*
+ * 0 to go on; 1 for an empty access (done, nothing touched); -EINVAL for
+ * a range that wraps.  As KVM's rule 8 for slots, a range ending exactly at
+ * 2^64 wraps too: its sum is 0, below @gpa.
+ */
+static int range_check(uint64_t gpa, size_t len)
+{
+	if (!len)
+		return 1;
+	return gpa + (uint64_t)len <= gpa ? -EINVAL : 0;
+}
+
+/*
+ * A view knows its slots but not the VM's page size, which every slot
+ * shares: take it from the set-wide cached slot (the lookup that follows
+ * loads it anyway) or else from the lowest slot.  An empty view holds no
+ * memory, so an access to it stops at a hole.
+ */
+static int view_page_shift(const struct memslot_view *view,
+			   unsigned int *shift)
+{
+	const struct memslot_set *set = (const struct memslot_set *)view;
+	const struct memslot_slot *slot;
+
+	slot = atomic_load_explicit(&set->last_used, memory_order_relaxed);
+	if (!slot)
+		slot = memslot_view_search(view, 0, true);
+	if (!slot)
+		return -EFAULT;
+	*shift = slot->page_shift;
+	return 0;
+}
+
+static const struct memslot_slot *walk_lookup(const struct walk *w,
+					      uint64_t gfn)
+{
+	if (w->vcpu)
+		return memslot_vcpu_view_gfn_to_slot(w->vcpu, w->cview, gfn);
+	return memslot_view_gfn_to_slot(w->view, gfn);
+}
+
+/* The piece of [@gpa, @gpa + @left) in the slot holding @gpa. */
+static int walk_piece(const struct walk *w, uint64_t gpa, uint64_t left,
+		      struct piece *p)
+{
+	uint64_t gfn = gpa >> w->shift;
+	uint64_t in_page = gpa & ((1ull << w->shift) - 1);
+	uint64_t room;
+	int err;
+
+	p->slot = walk_lookup(w, gfn);
+	err = memslot_slot_gfn_to_hva(p->slot, gfn, w->op != WALK_READ,
+				      &p->hva);
+	if (err)
+		return err == -ENOENT ? -EFAULT : err;
+	/* Bytes from @gpa to the slot's end; a slot's size fits in u64. */
+	room = ((slot_end_gfn(p->slot) - gfn) << w->shift) - in_page;
+	p->hva += in_page;
+	p->len = left < room ? left : room;
+	return 0;
+}
+
+/* Mark the pages a piece starting at @gpa covers; after its bytes. */
+static void piece_mark(const struct piece *p, uint64_t gpa,
+		       unsigned int shift)
+{
+	uint64_t first = gpa >> shift;
+	uint64_t last = (gpa + p->len - 1) >> shift;
+
+	slot_mark_dirty(p->slot, first - p->slot->base_gfn, last - first + 1);
+}
+
+static void piece_do(const struct walk *w, const struct piece *p,
+		     uint64_t gpa, char *buf)
+{
+	if (w->op == WALK_READ)
+		memcpy(buf, hva_ptr(p->hva), p->len);
+	else if (w->op == WALK_WRITE)
+		memcpy(hva_ptr(p->hva), buf, p->len);
+	if (w->mark)
+		piece_mark(p, gpa, w->shift);
+}
+
+/* Copy (or mark) piece by piece; stop at the first untranslatable byte. */
+static int walk_run(const struct walk *w, uint64_t gpa, char *buf,
+		    size_t len, size_t *done)
+{
+	struct piece p;
+	size_t pos = 0;
+	int err = 0;
+
+	while (pos < len) {
+		err = walk_piece(w, gpa + pos, len - pos, &p);
+		if (err)
+			break;
+		piece_do(w, &p, gpa + pos, buf ? buf + pos : NULL);
+		pos += (size_t)p.len;
+	}
+	if (done)
+		*done = pos;
+	return err;
+}
+
+/*
+ * The checks every access makes before it touches anything, then the
+ * walk.  @w->shift is 0 when the caller knows only the view.
+ */
+static int walk_start(struct walk *w, uint64_t gpa, char *buf, size_t len,
+		      size_t *done)
+{
+	int r = range_check(gpa, len);
+
+	if (!r && !w->shift)
+		r = view_page_shift(w->cview, &w->shift);
+	if (r) {
+		if (done)
+			*done = 0;
+		return r > 0 ? 0 : r;
+	}
+	return walk_run(w, gpa, buf, len, done);
+}
+
+/* A const source travels in the walk's one buffer pointer. */
+static char *src_buf(const void *buf)
+{
+	return (char *)(uintptr_t)buf;
+}
+
+static int bad_request(size_t *done)
+{
+	if (done)
+		*done = 0;
+	return -EINVAL;
+}
+
+/* ---- on a view ------------------------------------------------------- */
+
+int memslot_view_read(struct memslot_view *view, uint64_t gpa, void *buf,
+		      size_t len, size_t *done)
+{
+	struct walk w = { .view = view, .cview = view, .op = WALK_READ };
+
+	return walk_start(&w, gpa, buf, len, done);
+}
+
+int memslot_view_write(struct memslot_view *view, uint64_t gpa,
+		       const void *buf, size_t len, unsigned int flags,
+		       size_t *done)
+{
+	struct walk w = { .view = view, .cview = view, .op = WALK_WRITE };
+
+	if (flags & ~ACCESS_WRITE_FLAGS)
+		return bad_request(done);
+	w.mark = flags & MEMSLOT_ACCESS_MARK_DIRTY;
+	return walk_start(&w, gpa, src_buf(buf), len, done);
+}
+
+int memslot_view_mark_dirty(struct memslot_view *view, uint64_t gpa,
+			    size_t len)
+{
+	struct walk w = {
+		.view = view, .cview = view, .op = WALK_MARK, .mark = true,
+	};
+
+	return walk_start(&w, gpa, NULL, len, NULL);
+}
+
+/*
+ * Append a piece to the segment list, merging it into the last segment
+ * when their host ranges touch.  Return: false when the list is full.
+ */
+static bool seg_add(struct memslot_segment *segs, size_t max_segs,
+		    size_t *n, const struct piece *p)
+{
+	struct memslot_segment *last = *n ? &segs[*n - 1] : NULL;
+
+	if (last && last->hva + last->len == p->hva) {
+		last->len += p->len;
+		return true;
+	}
+	if (*n == max_segs)
+		return false;
+	segs[*n].hva = p->hva;
+	segs[*n].len = p->len;
+	++*n;
+	return true;
+}
+
+static int map_check(uint64_t gpa, size_t len, size_t max_segs)
+{
+	int r = range_check(gpa, len);
+
+	if (!r && !max_segs)
+		return -EINVAL;
+	return r;
+}
+
+int memslot_view_map(struct memslot_view *view, uint64_t gpa, size_t len,
+		     bool write, struct memslot_segment *segs,
+		     size_t max_segs, size_t *nsegs, size_t *mapped)
+{
+	struct walk w = {
+		.view = view, .cview = view,
+		.op = write ? WALK_WRITE : WALK_READ,
+	};
+	size_t n = 0, pos = 0;
+	struct piece p;
+	int err = map_check(gpa, len, max_segs);
+
+	if (!err)
+		err = view_page_shift(view, &w.shift);
+	while (!err && pos < len) {
+		err = walk_piece(&w, gpa + pos, len - pos, &p);
+		if (err || !seg_add(segs, max_segs, &n, &p))
+			break;
+		pos += (size_t)p.len;
+	}
+	*nsegs = n;
+	*mapped = pos;
+	return err > 0 ? 0 : err;
+}
+
+/* ---- on the VM ------------------------------------------------------- */
+
+int memslot_guest_read(struct memslot_vm *vm, unsigned int as_id,
+		       uint64_t gpa, void *buf, size_t len, size_t *done)
+{
+	struct walk w = { .shift = vm->page_shift, .op = WALK_READ };
+
+	if (as_id >= vm->nr_as)
+		return bad_request(done);
+	w.view = memslot_view_get(vm, as_id);
+	w.cview = w.view;
+	return walk_start(&w, gpa, buf, len, done);
+}
+
+int memslot_guest_write(struct memslot_vm *vm, unsigned int as_id,
+			uint64_t gpa, const void *buf, size_t len,
+			unsigned int flags, size_t *done)
+{
+	struct walk w = { .shift = vm->page_shift, .op = WALK_WRITE };
+
+	if (as_id >= vm->nr_as || (flags & ~ACCESS_WRITE_FLAGS))
+		return bad_request(done);
+	w.view = memslot_view_get(vm, as_id);
+	w.cview = w.view;
+	w.mark = flags & MEMSLOT_ACCESS_MARK_DIRTY;
+	return walk_start(&w, gpa, src_buf(buf), len, done);
+}
+
+/* ---- through a vCPU cache ------------------------------------------- */
+
+int memslot_vcpu_gfn_to_hva(struct memslot_vcpu *vcpu, unsigned int as_id,
+			    uint64_t gfn, bool write, uint64_t *hva)
+{
+	return memslot_slot_gfn_to_hva(
+		memslot_vcpu_gfn_to_slot(vcpu, as_id, gfn), gfn, write, hva);
+}
+
+int memslot_vcpu_view_gfn_to_hva(struct memslot_vcpu *vcpu,
+				 const struct memslot_view *view,
+				 uint64_t gfn, bool write, uint64_t *hva)
+{
+	return memslot_slot_gfn_to_hva(
+		memslot_vcpu_view_gfn_to_slot(vcpu, view, gfn), gfn, write,
+		hva);
+}
+
+/*
+ * The short path of a vCPU access: all @len bytes in one page of one
+ * usable slot.  The translation is memslot_slot_gfn_to_hva()'s, inline:
+ * this path is a guest's every small access.  Return: the slot, with
+ * *@hva the host address of @gpa; or NULL when the access needs the walk
+ * (which also makes every check and reports every error).
+ */
+static inline const struct memslot_slot *
+vcpu_one_page(struct memslot_vcpu *vcpu, const struct memslot_view *view,
+	      unsigned int shift, uint64_t gpa, size_t len, bool write,
+	      uint64_t *hva)
+{
+	uint64_t in_page = gpa & ((1ull << shift) - 1);
+	uint64_t gfn = gpa >> shift;
+	const struct memslot_slot *slot;
+	uint32_t bad = MEMSLOT_INVALID | (write ? MEMSLOT_MEM_READONLY : 0);
+	uint64_t off;
+
+	/* Unsigned: len 0 wraps and takes the walk, which touches nothing. */
+	if ((uint64_t)len - 1 >= (1ull << shift) - in_page)
+		return NULL;
+	slot = memslot_vcpu_view_gfn_to_slot(vcpu, view, gfn);
+	if (!slot || (slot->flags & bad))
+		return NULL;
+	/* The slot contains @gfn (a lookup found it); clamp all the same. */
+	off = memslot_array_index_nospec(gfn - slot->base_gfn, slot->npages);
+	*hva = slot->hva + (off << shift) + in_page;
+	return slot;
+}
+
+/*
+ * memcpy of a small constant size is a load and a store; the sizes a vCPU
+ * uses most get one each instead of a call.
+ */
+static void copy_small(void *dst, const void *src, size_t len)
+{
+	switch (len) {
+	case 1:
+		memcpy(dst, src, 1);
+		break;
+	case 2:
+		memcpy(dst, src, 2);
+		break;
+	case 4:
+		memcpy(dst, src, 4);
+		break;
+	case 8:
+		memcpy(dst, src, 8);
+		break;
+	default:
+		memcpy(dst, src, len);
+	}
+}
+
+/* Out of line, so that the short paths below need no stack frame. */
+__attribute__((noinline))
+static int vcpu_walk(struct memslot_vcpu *vcpu,
+		     const struct memslot_view *view, unsigned int shift,
+		     uint64_t gpa, char *buf, size_t len, unsigned int flags,
+		     enum walk_op op, size_t *done)
+{
+	struct walk w = {
+		.cview = view, .vcpu = vcpu, .shift = shift, .op = op,
+		.mark = flags & MEMSLOT_ACCESS_MARK_DIRTY,
+	};
+
+	return walk_start(&w, gpa, buf, len, done);
+}
+
+int memslot_vcpu_view_read(struct memslot_vcpu *vcpu,
+			   const struct memslot_view *view, uint64_t gpa,
+			   void *buf, size_t len, size_t *done)
+{
+	unsigned int shift = memslot_vcpu_vm(vcpu)->page_shift;
+	uint64_t hva;
+
+	if (!vcpu_one_page(vcpu, view, shift, gpa, len, false, &hva))
+		return vcpu_walk(vcpu, view, shift, gpa, buf, len, 0,
+				 WALK_READ, done);
+	copy_small(buf, hva_ptr(hva), len);
+	if (done)
+		*done = len;
+	return 0;
+}
+
+int memslot_vcpu_view_write(struct memslot_vcpu *vcpu,
+			    const struct memslot_view *view, uint64_t gpa,
+			    const void *buf, size_t len, unsigned int flags,
+			    size_t *done)
+{
+	unsigned int shift = memslot_vcpu_vm(vcpu)->page_shift;
+	const struct memslot_slot *slot;
+	uint64_t hva;
+
+	if (flags & ~ACCESS_WRITE_FLAGS)
+		return bad_request(done);
+	slot = vcpu_one_page(vcpu, view, shift, gpa, len, true, &hva);
+	if (!slot)
+		return vcpu_walk(vcpu, view, shift, gpa, src_buf(buf), len,
+				 flags, WALK_WRITE, done);
+	copy_small(hva_ptr(hva), buf, len);
+	if (flags & MEMSLOT_ACCESS_MARK_DIRTY)
+		slot_mark_dirty(slot, (gpa >> shift) - slot->base_gfn, 1);
+	if (done)
+		*done = len;
+	return 0;
+}
