@@ -33,28 +33,39 @@ static void as_destroy(struct memslot_vm *vm, struct memslot_as *as)
 	idmap_destroy(&as->ids);
 }
 
+/* Point @vm at its copies of the caller's structs. */
+static void vm_adopt(struct memslot_vm *vm, const struct vm_params *p)
+{
+	vm->cfg = p->cfg;
+	vm->alloc_copy = p->alloc;
+	vm->rcu_copy = p->rcu;
+	vm->cb_copy = p->cb;
+	vm->cfg.alloc = &vm->alloc_copy;
+	vm->cfg.rcu = &vm->rcu_copy;
+	vm->cfg.callbacks = p->has_cb ? &vm->cb_copy : NULL;
+	vm->rcu = &vm->rcu_copy;
+	vm->cb = vm->cfg.callbacks;
+	vm->nr_as = p->cfg.nr_as;
+	vm->page_shift = p->cfg.page_shift;
+}
+
 int memslot_vm_create(const struct memslot_config *cfg,
 		      struct memslot_vm **out)
 {
+	struct vm_params p;
 	struct mem_alloc alloc;
 	struct memslot_vm *vm;
-	int r = config_check(cfg);
+	int r = 0;
 
-	if (r || !out)
+	if (!out || config_copy(cfg, &p))
 		return -EINVAL;
-	mem_alloc_init(&alloc, cfg->alloc);
+	mem_alloc_init(&alloc, &p.alloc);
 	vm = mem_zalloc(&alloc, sizeof(*vm));
 	if (!vm)
 		return -ENOMEM;
-	mem_alloc_init(&vm->alloc, alloc.ops);
+	vm_adopt(vm, &p);
+	mem_alloc_init(&vm->alloc, &vm->alloc_copy);
 	atomic_store(&vm->alloc.bytes, atomic_load(&alloc.bytes));
-	memcpy(&vm->cfg, cfg, sizeof(vm->cfg) < cfg->size ? sizeof(vm->cfg)
-							    : cfg->size);
-	vm->cfg.size = sizeof(vm->cfg);
-	vm->nr_as = cfg->nr_as;
-	vm->page_shift = cfg->page_shift;
-	vm->rcu = cfg->rcu ? cfg->rcu : memslot_rcu_urcu_memb();
-	vm->cb = cfg->callbacks;
 	bpt_pool_init(&vm->pool, &vm->alloc);
 	pthread_mutex_init(&vm->writer, NULL);
 	vm->as = mem_zalloc(&vm->alloc, sizeof(*vm->as) * vm->nr_as);

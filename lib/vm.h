@@ -38,13 +38,18 @@ struct memslot_vm {
 	unsigned int page_shift;
 	struct memslot_set *_Atomic *active;
 	struct memslot_as *as;
-	const struct memslot_rcu_ops *rcu;
+	const struct memslot_rcu_ops *rcu;	/* &rcu_copy */
 	/* Writer side. */
 	pthread_mutex_t writer;
 	struct memslot_config cfg;
-	const struct memslot_callbacks *cb;
+	const struct memslot_callbacks *cb;	/* &cb_copy, or NULL */
 	struct mem_alloc alloc;
 	struct bpt_pool pool;
+	/* The caller's structs as copied at create time: the library never
+	 * reads the caller's own again. */
+	struct memslot_allocator alloc_copy;
+	struct memslot_rcu_ops rcu_copy;
+	struct memslot_callbacks cb_copy;
 };
 
 /* The active set of @as_id, which the caller has bounds-checked. */
@@ -76,8 +81,21 @@ void vm_swap(struct memslot_vm *vm, unsigned int as_id);
  * false when NDEBUG is defined). */
 bool vm_in_read_section(void);
 
-/* Check a config; return 0 or -EINVAL. */
-int config_check(const struct memslot_config *cfg);
+/* What memslot_vm_create() copied from the caller's sized structs. */
+struct vm_params {
+	struct memslot_config cfg;
+	struct memslot_allocator alloc;
+	struct memslot_rcu_ops rcu;
+	struct memslot_callbacks cb;
+	bool has_cb;
+};
+
+/*
+ * Check @cfg and copy it, and the structs it points to, into @p, reading
+ * no further than each struct's size field allows; the pointers in
+ * @p->cfg then name the copies in @p.  Return: 0 or -EINVAL.
+ */
+int config_copy(const struct memslot_config *cfg, struct vm_params *p);
 
 /* Slot changes: region.c. */
 int vm_set_regions(struct memslot_vm *vm, const struct memslot_region *r,

@@ -201,14 +201,23 @@ void memslot_config_init_unbounded(struct memslot_config *cfg);
 
 /**
  * memslot_vm_create() - create a VM's slot sets
- * @cfg: profile and hooks; copied, and @cfg->alloc, @cfg->rcu and
- *	@cfg->callbacks must outlive the VM
+ * @cfg: profile and hooks
  * @out: receives the VM
+ *
+ * @cfg and the structs it points to (@cfg->alloc, @cfg->rcu,
+ * @cfg->callbacks) are copied at create time and never read again: the
+ * caller may free or change them afterwards (the contexts their @ctx
+ * fields name must still outlive the VM).  Each struct's @size field says
+ * how much of it the caller has: the library reads no byte beyond it,
+ * fields the caller's version lacks read as zero, and a larger @size from
+ * a newer caller is accepted and its extra fields ignored.
  *
  * Return: 0; -EINVAL for a config that is out of range (page_shift outside
  * 9..30, nr_as 0 or above 256, id_bits 0 or above 32, user_slots above
- * total_slots, ids that do not fit in id_bits, a @cfg->size smaller than
- * the first version of the struct); -ENOMEM.
+ * total_slots, ids that do not fit in id_bits), for a struct whose @size
+ * is below its first version (the config up to @max_gfn, the others up to
+ * their last function pointer), for a NULL @malloc, @free, @read_lock,
+ * @read_unlock or @synchronize hook; -ENOMEM.
  */
 int memslot_vm_create(const struct memslot_config *cfg,
 		      struct memslot_vm **out);
