@@ -667,36 +667,38 @@ static void report_one(const struct batch *b, struct memslot_change_info *info,
 }
 
 /* The changes of @rank, as the caller sees them: a RECREATE is a DELETE
- * (rank 0) and a CREATE (rank 3). */
-static size_t report_rank(const struct batch *b, struct memslot_txn_result *res,
-			  int rank, size_t k)
+ * (rank 0) and a CREATE (rank 3).  Entries from @k up to @max are free. */
+static size_t report_rank(const struct batch *b, struct memslot_change_info *out,
+			  size_t max, int rank, size_t k)
 {
-	for (size_t i = 0; i < b->nch; i++) {
+	for (size_t i = 0; i < b->nch && k < max; i++) {
 		const struct change *c = &b->ch[i];
 		bool re = c->kind == CHANGE_RECREATE;
 
-		if (re && rank == 0 && k < res->max_changes)
-			report_one(b, &res->changes[k++], MEMSLOT_CHANGE_DELETE,
-				   c->old, NULL);
-		else if (re && rank == 3 && k < res->max_changes)
-			report_one(b, &res->changes[k++], MEMSLOT_CHANGE_CREATE,
-				   NULL, c->cur);
-		else if (!re && kind_rank(c->kind) == rank && k < res->max_changes)
-			report_one(b, &res->changes[k++], c->kind, c->old, c->cur);
+		if (re && rank == 0)
+			report_one(b, &out[k++], MEMSLOT_CHANGE_DELETE, c->old,
+				   NULL);
+		else if (re && rank == 3)
+			report_one(b, &out[k++], MEMSLOT_CHANGE_CREATE, NULL,
+				   c->cur);
+		else if (!re && kind_rank(c->kind) == rank)
+			report_one(b, &out[k++], c->kind, c->old, c->cur);
 	}
 	return k;
 }
 
-/* Fill the caller's change list, in the order KVM ioctls can replay. */
+/* Fill the caller's change list, in the order KVM ioctls can replay.  A
+ * NULL list holds nothing, whatever max_changes says. */
 static void report(const struct batch *b, struct memslot_txn_result *res)
 {
+	size_t max = res->changes ? res->max_changes : 0;
 	size_t k = 0;
 
 	res->nchanges = 0;
 	for (size_t i = 0; i < b->nch; i++)
 		res->nchanges += b->ch[i].kind == CHANGE_RECREATE ? 2 : 1;
 	for (int rank = 0; rank < 4; rank++)
-		k = report_rank(b, res, rank, k);
+		k = report_rank(b, res->changes, max, rank, k);
 }
 
 /* Old objects are unreachable now: both swaps and replays are done. */

@@ -283,8 +283,9 @@ struct memslot_change_info {
  * @failed: on failure, the index of the request that failed, or the request
  *	count when the failure belongs to the whole batch (out of memory)
  * @rule: the rule that decided (MEMSLOT_RULE_OK on success)
- * @changes: caller's array for the net changes, or NULL
- * @max_changes: entries in @changes
+ * @changes: caller's array for the net changes, or NULL for none
+ * @max_changes: entries in @changes; ignored (taken as 0) when @changes
+ *	is NULL
  * @nchanges: receives the number of net changes (may exceed @max_changes;
  *	only the first @max_changes are stored)
  */
