@@ -1,20 +1,28 @@
 /* SPDX-License-Identifier: MIT */
 /* Messages for errors and validation rules. */
+#define _POSIX_C_SOURCE 200809L	/* the POSIX strerror_r() */
+
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
 
 #include <memslot/memslot.h>
 
-const char *memslot_strerror(int err)
+/*
+ * Errors whose meaning is the same wherever the library itself returns
+ * them.  -EINVAL is not here: it covers bad configs, NULL arguments and
+ * eleven slot rules, and memslot_rule_str() says which rule it was.
+ */
+static const char *library_text(int err)
 {
 	switch (err) {
 	case 0:
 		return "success";
-	case -EINVAL:
-		return "invalid argument: the request breaks a slot rule";
 	case -EEXIST:
 		return "the guest range overlaps another slot";
 	case -ENOENT:
-		return "no such slot, or the address is outside every slot";
+		return "no slot contains the guest address";
 	case -ENOMEM:
 		return "out of memory; nothing was changed";
 	case -EFAULT:
@@ -22,12 +30,31 @@ const char *memslot_strerror(int err)
 	case -EROFS:
 		return "write to a read-only slot";
 	case -EBUSY:
-		return "slot change attempted inside a read-side section";
+		return "called from inside a read-side section, where it would "
+		       "wait for itself";
+	case -EDEADLK:
+		return "writer call from inside a read-side section or a change "
+		       "hook would deadlock";
 	case -ENOSPC:
 		return "every user slot id is in use";
 	default:
-		return "unknown error";
+		return NULL;
 	}
+}
+
+/* Room for any C library message; glibc's longest is about 50 bytes. */
+static _Thread_local char errno_text[128];
+
+const char *memslot_strerror(int err)
+{
+	const char *text = library_text(err);
+
+	if (text)
+		return text;
+	if (err == INT_MIN || err > 0 ||
+	    strerror_r(-err, errno_text, sizeof(errno_text)))
+		snprintf(errno_text, sizeof(errno_text), "unknown error %d", err);
+	return errno_text;
 }
 
 static const char *const rule_text[MEMSLOT_RULE_COUNT] = {

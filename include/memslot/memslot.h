@@ -329,7 +329,14 @@ int memslot_set_regions(struct memslot_vm *vm,
  * memslot_strerror() - a message for an error this library returns
  * @err: a negative errno returned by a libmemslot function
  *
- * Return: a static string; never NULL.
+ * Errors with one meaning wherever the library returns them (-EEXIST,
+ * -ENOENT, -ENOMEM, -EFAULT, -EROFS, -EBUSY, -EDEADLK, -ENOSPC) get the
+ * library's text; every other errno, -EINVAL included (use
+ * memslot_rule_str() for the rule behind a set-region -EINVAL) and a
+ * prepare hook's own errors, gets the C library's strerror text.
+ * Context: any thread; thread-safe.
+ * Return: never NULL; a static string, or one in a per-thread buffer that
+ * the thread's next call overwrites.
  */
 const char *memslot_strerror(int err);
 
