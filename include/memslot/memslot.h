@@ -485,9 +485,14 @@ void *memslot_slot_user_data(const struct memslot_slot *slot);
 
 /**
  * memslot_slot_region() - the request that would recreate @slot
- * @vm: the VM (for the id encoding and page size)
+ * @vm: the VM @slot belongs to; its id_bits encode the slot argument
  * @slot: the slot
  * @region: receives slot, flags (user bits only), addresses and user data
+ *
+ * @vm must be the VM whose lookup returned @slot: the library does not
+ * check it, and another VM's id_bits would encode a different slot
+ * argument (the addresses would still be right).
+ * Context: inside the read section @slot came from, or on the writer.
  */
 void memslot_slot_region(const struct memslot_vm *vm,
 			 const struct memslot_slot *slot,
