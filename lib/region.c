@@ -32,6 +32,8 @@ struct req {
 	uint64_t hva;
 	uint64_t size;
 	void *user_data;
+	uint64_t gmem_offset;
+	uint32_t gmem_fd;
 };
 
 /*
@@ -109,9 +111,26 @@ static void decode(const struct memslot_config *cfg,
 	q->npages = r->memory_size >> cfg->page_shift;
 	q->hva = r->userspace_addr;
 	q->user_data = r->user_data;
+	/* KVM reads the guest_memfd fields only with the flag set. */
+	if (r->flags & MEMSLOT_MEM_GUEST_MEMFD) {
+		q->gmem_offset = r->guest_memfd_offset;
+		q->gmem_fd = r->guest_memfd;
+	} else {
+		q->gmem_offset = 0;
+		q->gmem_fd = 0;
+	}
 }
 
-/* Rules 1-9: checks on the request alone, in KVM's order. */
+/* The guest_memfd range: page aligned, and offset + size must not wrap. */
+static bool gmem_offset_ok(const struct memslot_region *r, uint64_t mask)
+{
+	if (!(r->flags & MEMSLOT_MEM_GUEST_MEMFD))
+		return true;
+	return !(r->guest_memfd_offset & mask) &&
+	       r->guest_memfd_offset + r->memory_size >= r->guest_memfd_offset;
+}
+
+/* Rules 1-10: checks on the request alone, in KVM's order. */
 static enum memslot_rule check_fields(const struct memslot_config *cfg,
 				      const struct memslot_region *r,
 				      const struct req *q, bool internal)
@@ -130,6 +149,8 @@ static enum memslot_rule check_fields(const struct memslot_config *cfg,
 		return MEMSLOT_RULE_GPA_ALIGN;
 	if (!hva_ok(cfg, r->userspace_addr, r->memory_size))
 		return MEMSLOT_RULE_HVA;
+	if (!gmem_offset_ok(r, mask))
+		return MEMSLOT_RULE_GMEM_OFFSET;
 	if (q->as_id >= cfg->nr_as || q->id >= cfg->total_slots)
 		return MEMSLOT_RULE_AS_ID;
 	if (r->guest_phys_addr + r->memory_size < r->guest_phys_addr)
@@ -163,7 +184,7 @@ static bool meets(const struct memslot_slot *s, uint64_t start, uint64_t end)
 	return s->base_gfn < end && slot_end_gfn(s) > start;
 }
 
-/* Rule 13 across the set and the slots earlier requests created. */
+/* Rule 16 across the set and the slots earlier requests created. */
 static bool overlaps(const struct batch *b, uint32_t id, uint64_t start,
 		     uint64_t end)
 {
@@ -185,7 +206,10 @@ static bool overlaps(const struct batch *b, uint32_t id, uint64_t start,
 	return false;
 }
 
-/* Rules 10-13: checks against the current layout; sets *@kind. */
+/* Flags a modify may not toggle. */
+#define FIXED_FLAGS (MEMSLOT_MEM_READONLY | MEMSLOT_MEM_GUEST_MEMFD)
+
+/* Rules 11-16: checks against the current layout; sets *@kind. */
 static enum memslot_rule check_layout(const struct batch *b,
 				      const struct req *q,
 				      const struct memslot_slot *cur,
@@ -200,8 +224,12 @@ static enum memslot_rule check_layout(const struct batch *b,
 		if (b->total_pages + q->npages < b->total_pages)
 			return MEMSLOT_RULE_PAGES_OVERFLOW;
 	} else {
+		/* A guest_memfd binding is fixed: such a slot can only be
+		 * deleted, and no slot gains or loses the flag. */
+		if (q->flags & MEMSLOT_MEM_GUEST_MEMFD)
+			return MEMSLOT_RULE_GMEM_IMMUTABLE;
 		if (q->hva != cur->hva || q->npages != cur->npages ||
-		    ((q->flags ^ cur->flags) & MEMSLOT_MEM_READONLY))
+		    ((q->flags ^ cur->flags) & FIXED_FLAGS))
 			return MEMSLOT_RULE_MODIFY;
 		if (q->base_gfn != cur->base_gfn)
 			*kind = MEMSLOT_CHANGE_MOVE;
@@ -232,6 +260,8 @@ static struct memslot_slot *slot_new(struct batch *b, const struct req *q,
 	s->page_shift = b->vm->page_shift;
 	/* A modified slot keeps its backing, so it keeps its user data. */
 	s->user_data = cur ? cur->user_data : q->user_data;
+	s->gmem_offset = q->gmem_offset;
+	s->gmem_fd = q->gmem_fd;
 	return s;
 }
 
@@ -353,8 +383,9 @@ static int net_kind(const struct change *c)
 	if (!n)
 		return MEMSLOT_CHANGE_DELETE;
 	if (n->hva != o->hva || n->npages != o->npages ||
-	    n->user_data != o->user_data ||
-	    ((n->flags ^ o->flags) & MEMSLOT_MEM_READONLY))
+	    n->user_data != o->user_data || n->gmem_fd != o->gmem_fd ||
+	    n->gmem_offset != o->gmem_offset ||
+	    ((n->flags ^ o->flags) & FIXED_FLAGS))
 		return CHANGE_RECREATE;
 	if (n->base_gfn != o->base_gfn)
 		return MEMSLOT_CHANGE_MOVE;

@@ -66,13 +66,17 @@ static const char *const rule_text[MEMSLOT_RULE_COUNT] = {
 	[MEMSLOT_RULE_GPA_ALIGN] = "guest_phys_addr not page aligned",
 	[MEMSLOT_RULE_HVA] =
 		"userspace_addr unaligned, tagged, or range beyond the user limit",
+	[MEMSLOT_RULE_GMEM_OFFSET] =
+		"guest_memfd_offset unaligned, or offset + size wraps",
 	[MEMSLOT_RULE_AS_ID] = "address space or slot id out of range",
 	[MEMSLOT_RULE_GPA_WRAP] = "guest_phys_addr + memory_size wraps",
 	[MEMSLOT_RULE_TOO_LARGE] = "more pages than a slot may have",
 	[MEMSLOT_RULE_DELETE_MISSING] = "delete of a slot that does not exist",
 	[MEMSLOT_RULE_PAGES_OVERFLOW] = "total page count would overflow",
+	[MEMSLOT_RULE_GMEM_IMMUTABLE] =
+		"a GUEST_MEMFD slot can only be created or deleted",
 	[MEMSLOT_RULE_MODIFY] =
-		"modify changes userspace_addr, size or READONLY",
+		"modify changes userspace_addr, size, READONLY or GUEST_MEMFD",
 	[MEMSLOT_RULE_NOOP] = "nothing to change",
 	[MEMSLOT_RULE_OVERLAP] = "guest range overlaps another slot",
 	[MEMSLOT_RULE_MAX_GFN] = "last gfn beyond the MMU's maximum",

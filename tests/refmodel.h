@@ -27,6 +27,8 @@
  * @hva: host virtual address of the first page
  * @flags: MEMSLOT_MEM_* bits as the request gave them
  * @user_data: the create request's user data
+ * @gmem_offset: guest_memfd offset of a GUEST_MEMFD slot, else 0
+ * @gmem_fd: guest_memfd descriptor of a GUEST_MEMFD slot, else 0
  */
 struct ref_slot {
 	unsigned int as_id;
@@ -36,6 +38,8 @@ struct ref_slot {
 	uint64_t hva;
 	uint32_t flags;
 	void *user_data;
+	uint64_t gmem_offset;
+	uint32_t gmem_fd;
 };
 
 /**

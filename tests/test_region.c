@@ -335,6 +335,131 @@ static void test_rule3_flags_combo(void **state)
 	memslot_vm_destroy(g.vm);
 }
 
+/* A GUEST_MEMFD request of @npages at gfn @gfn bound to @fd at @off. */
+static struct memslot_region gmem_region(uint32_t slot, uint64_t gfn,
+					 uint64_t npages, uint32_t fd,
+					 uint64_t off)
+{
+	struct memslot_region r = region(slot, MEMSLOT_MEM_GUEST_MEMFD,
+					 gfn * PAGE, npages * PAGE,
+					 slot_hva(gfn));
+
+	r.guest_memfd = fd;
+	r.guest_memfd_offset = off;
+	return r;
+}
+
+static int setup_gmem(void **state)
+{
+	struct fixture *f = test_calloc(1, sizeof(*f));
+
+	memslot_config_init_x86_64(&f->cfg);
+	f->cfg.guest_memfd = true;
+	fixture_open(f);
+	*state = f;
+	return 0;
+}
+
+/* Rule 7: the guest_memfd offset is page aligned and offset + size does
+ * not wrap; checked after the hva and before the address space. */
+static void test_rule7_gmem_offset(void **state)
+{
+	struct fixture *f = *state;
+	struct memslot_region r = gmem_region(1, 16, 4, 3, PAGE + 8);
+
+	reject(f, &r, MEMSLOT_RULE_GMEM_OFFSET);
+	r.guest_memfd_offset = 0 - 2 * PAGE;	/* + 4 pages wraps */
+	reject(f, &r, MEMSLOT_RULE_GMEM_OFFSET);
+	r.guest_memfd_offset = 0 - 4 * PAGE;	/* ends exactly at 2^64 */
+	reject(f, &r, MEMSLOT_RULE_GMEM_OFFSET);
+	/* 6 before 7 */
+	r.userspace_addr += 1;
+	reject(f, &r, MEMSLOT_RULE_HVA);
+	r.userspace_addr -= 1;
+	/* 7 before 8 */
+	r.slot = 1u << 16 | 1;
+	reject(f, &r, MEMSLOT_RULE_GMEM_OFFSET);
+	/* a delete with the flag is checked too */
+	r.slot = 1;
+	r.memory_size = 0;
+	r.guest_memfd_offset = 1;
+	reject(f, &r, MEMSLOT_RULE_GMEM_OFFSET);
+	/* without the flag the fields are ignored, and not stored */
+	r = region(1, 0, 16 * PAGE, 4 * PAGE, slot_hva(16));
+	r.guest_memfd = 9;
+	r.guest_memfd_offset = 0 - PAGE + 1;
+	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
+	memslot_slot_region(f->vm, by_id(f, 0, 1), &r);
+	assert_int_equal(r.guest_memfd, 0);
+	assert_int_equal(r.guest_memfd_offset, 0);
+	/* the largest offset that still fits */
+	r = gmem_region(2, 32, 4, 3, 0 - 5 * PAGE);
+	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
+}
+
+/*
+ * Rules 13 and 14: a GUEST_MEMFD slot can only be created and deleted.
+ * Moving it with or without the flag, dropping the flag, sending its own
+ * request again, and adding the flag to a plain slot are all -EINVAL.
+ */
+static void test_rule13_gmem_immutable(void **state)
+{
+	struct fixture *f = *state;
+	struct memslot_region r = gmem_region(1, 16, 4, 7, 2 * PAGE);
+	struct memslot_region got;
+
+	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
+	memslot_slot_region(f->vm, by_id(f, 0, 1), &got);
+	assert_int_equal(got.flags, MEMSLOT_MEM_GUEST_MEMFD);
+	assert_int_equal(got.guest_memfd, 7);
+	assert_int_equal(got.guest_memfd_offset, 2 * PAGE);
+	reject(f, &r, MEMSLOT_RULE_GMEM_IMMUTABLE);	/* not a no-op */
+	r.guest_phys_addr = 64 * PAGE;
+	reject(f, &r, MEMSLOT_RULE_GMEM_IMMUTABLE);	/* move */
+	r.flags = 0;
+	reject(f, &r, MEMSLOT_RULE_MODIFY);		/* move, flag dropped */
+	r.guest_phys_addr = 16 * PAGE;
+	reject(f, &r, MEMSLOT_RULE_MODIFY);		/* flag dropped */
+	/* 13 before 14: another size too */
+	r = gmem_region(1, 16, 8, 7, 2 * PAGE);
+	reject(f, &r, MEMSLOT_RULE_GMEM_IMMUTABLE);
+	/* a plain slot cannot gain the flag */
+	add(f, 2, 100, 4);
+	r = gmem_region(2, 100, 4, 7, 0);
+	reject(f, &r, MEMSLOT_RULE_GMEM_IMMUTABLE);
+	/* deleting works, with or without the flag in the request */
+	r = region(1, 0, 0, 0, 0);
+	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
+	r = region(2, MEMSLOT_MEM_GUEST_MEMFD, 0, 0, 0);
+	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
+}
+
+/* A batch that deletes a GUEST_MEMFD slot and creates it again with the
+ * same geometry but another binding changes it: DELETE + CREATE. */
+static void test_gmem_rebind_in_batch(void **state)
+{
+	struct fixture *f = *state;
+	struct memslot_region r[2] = {
+		region(1, 0, 0, 0, 0),
+		gmem_region(1, 16, 4, 8, 4 * PAGE),
+	};
+	struct memslot_change_info ch[2];
+	struct memslot_txn_result res = { .changes = ch, .max_changes = 2 };
+	struct memslot_region got, first = gmem_region(1, 16, 4, 7, 0);
+
+	assert_int_equal(memslot_set_region(f->vm, &first, NULL), 0);
+	assert_int_equal(memslot_set_regions(f->vm, r, 2, &res), 0);
+	assert_int_equal(res.nchanges, 2);
+	assert_int_equal(ch[0].change, MEMSLOT_CHANGE_DELETE);
+	assert_int_equal(ch[0].old_region.guest_memfd, 7);
+	assert_int_equal(ch[1].change, MEMSLOT_CHANGE_CREATE);
+	assert_int_equal(ch[1].new_region.guest_memfd, 8);
+	assert_int_equal(ch[1].new_region.guest_memfd_offset, 4 * PAGE);
+	memslot_slot_region(f->vm, by_id(f, 0, 1), &got);
+	assert_int_equal(got.guest_memfd, 8);
+	assert_int_equal(got.guest_memfd_offset, 4 * PAGE);
+}
+
 static void test_rule4_size_align(void **state)
 {
 	struct fixture *f = *state;
@@ -1058,6 +1183,12 @@ int main(void)
 		T(test_fill_all_ids),
 		cmocka_unit_test_setup_teardown(test_unbounded_profile,
 						setup_unbounded, teardown),
+		cmocka_unit_test_setup_teardown(test_rule7_gmem_offset,
+						setup_gmem, teardown),
+		cmocka_unit_test_setup_teardown(test_rule13_gmem_immutable,
+						setup_gmem, teardown),
+		cmocka_unit_test_setup_teardown(test_gmem_rebind_in_batch,
+						setup_gmem, teardown),
 		T(test_lowest_free_id), T(test_stats), T(test_messages), T(test_messages_errno),
 		T(test_null_arguments), T(test_txn_flags_then_delete),
 		T(test_txn_max_gfn_in_order),

@@ -82,18 +82,22 @@ enum memslot_rule {
 	MEMSLOT_RULE_SIZE_ALIGN,	/*  4 memory_size not page aligned */
 	MEMSLOT_RULE_GPA_ALIGN,		/*  5 guest_phys_addr not aligned */
 	MEMSLOT_RULE_HVA,		/*  6 hva unaligned, tagged or too high */
-	MEMSLOT_RULE_AS_ID,		/*  7 address space or id out of range */
-	MEMSLOT_RULE_GPA_WRAP,		/*  8 gpa + size wraps */
-	MEMSLOT_RULE_TOO_LARGE,		/*  9 more pages than a slot may have */
-	MEMSLOT_RULE_DELETE_MISSING,	/* 10 delete of a slot that is absent */
-	MEMSLOT_RULE_PAGES_OVERFLOW,	/* 10b total page count would wrap */
-	MEMSLOT_RULE_MODIFY,		/* 11 modify changes hva/npages/RO */
-	MEMSLOT_RULE_NOOP,		/* 12 nothing to change (returns 0) */
-	MEMSLOT_RULE_OVERLAP,		/* 13 gfn range overlaps another slot */
-	MEMSLOT_RULE_MAX_GFN,		/* 14 last gfn beyond the MMU's max */
-	MEMSLOT_RULE_NOMEM,		/* 15 allocation failure */
-	MEMSLOT_RULE_PREPARE,		/*    consumer prepare callback failed */
-	MEMSLOT_RULE_BUSY,		/*    writer called inside a read section */
+	MEMSLOT_RULE_GMEM_OFFSET,	/*  7 guest_memfd_offset unaligned or
+					 *    offset + size wraps */
+	MEMSLOT_RULE_AS_ID,		/*  8 address space or id out of range */
+	MEMSLOT_RULE_GPA_WRAP,		/*  9 gpa + size wraps */
+	MEMSLOT_RULE_TOO_LARGE,		/* 10 more pages than a slot may have */
+	MEMSLOT_RULE_DELETE_MISSING,	/* 11 delete of a slot that is absent */
+	MEMSLOT_RULE_PAGES_OVERFLOW,	/* 12 create: total page count wraps */
+	MEMSLOT_RULE_GMEM_IMMUTABLE,	/* 13 modify with GUEST_MEMFD set */
+	MEMSLOT_RULE_MODIFY,		/* 14 modify changes hva, npages,
+					 *    READONLY or GUEST_MEMFD */
+	MEMSLOT_RULE_NOOP,		/* 15 nothing to change (returns 0) */
+	MEMSLOT_RULE_OVERLAP,		/* 16 gfn range overlaps another slot */
+	MEMSLOT_RULE_MAX_GFN,		/* 17 last gfn beyond the MMU's max */
+	MEMSLOT_RULE_NOMEM,		/* 18 allocation failure */
+	MEMSLOT_RULE_PREPARE,		/* 19 consumer prepare callback failed */
+	MEMSLOT_RULE_BUSY,		/* 20 writer called in a read section */
 	MEMSLOT_RULE_COUNT
 };
 
@@ -107,6 +111,19 @@ enum memslot_rule {
  * @user_data: opaque pointer stored in a created slot (a VMM's RAM block,
  *	fd or NUMA node); a moved or flags-changed slot keeps its old value,
  *	because its backing memory cannot change.  Ignored on delete.
+ * @guest_memfd_offset: with MEMSLOT_MEM_GUEST_MEMFD, the slot's offset in
+ *	the guest_memfd file (KVM_SET_USER_MEMORY_REGION2); ignored without
+ * @guest_memfd: with MEMSLOT_MEM_GUEST_MEMFD, the guest_memfd file
+ *	descriptor; ignored without
+ *
+ * The library never uses the guest_memfd descriptor: it stores it and the
+ * offset in a slot created with MEMSLOT_MEM_GUEST_MEMFD (zero for other
+ * slots), returns them from memslot_slot_region(), and checks only what
+ * KVM checks without looking at the file: the offset must be page aligned
+ * and offset + memory_size must not wrap (rule 7).  That the descriptor is
+ * a guest_memfd of the right VM and that the range fits in the file is
+ * for KVM, or the VMM, to decide.  A GUEST_MEMFD slot cannot be modified,
+ * only deleted (rules 13 and 14).
  */
 struct memslot_region {
 	uint32_t slot;
@@ -115,6 +132,8 @@ struct memslot_region {
 	uint64_t memory_size;
 	uint64_t userspace_addr;
 	void *user_data;
+	uint64_t guest_memfd_offset;
+	uint32_t guest_memfd;
 };
 
 /**
