@@ -358,7 +358,7 @@ static int validate_one(struct batch *b, size_t op,
 		b->total_pages = b->vm->as[q.as_id].total_pages;
 	}
 	*rule = check_layout(b, &q, current_slot(b, q.id), &kind);
-	/* A batch checks rule 14 here, in request order, so that the first
+	/* A batch checks rule 17 here, in request order, so that the first
 	 * failing request is the one reported and a failed batch changes
 	 * nothing; a single MOVE checks it after its INVALID swap, as KVM. */
 	if (*rule == MEMSLOT_RULE_OK && b->overlay &&
@@ -615,7 +615,7 @@ static int call_prepare(const struct memslot_callbacks *cb,
 	return r > 0 ? -r : r;
 }
 
-/* The library's own arch check (rule 14), then the consumer's hook. */
+/* The library's own arch check (rule 17), then the consumer's hook. */
 static int prepare_one(struct batch *b, const struct change *c,
 		       enum memslot_rule *rule)
 {

@@ -12,7 +12,7 @@
 /*
  * Errors whose meaning is the same wherever the library itself returns
  * them.  -EINVAL is not here: it covers bad configs, NULL arguments and
- * eleven slot rules, and memslot_rule_str() says which rule it was.
+ * most slot rules, and memslot_rule_str() says which rule it was.
  */
 static const char *library_text(int err)
 {
@@ -57,6 +57,7 @@ const char *memslot_strerror(int err)
 	return errno_text;
 }
 
+/* Indexed by rule number, which is the enum value (doc/design.md). */
 static const char *const rule_text[MEMSLOT_RULE_COUNT] = {
 	[MEMSLOT_RULE_OK] = "ok",
 	[MEMSLOT_RULE_FLAGS_UNKNOWN] = "flags outside the allowed set",

@@ -162,8 +162,8 @@ int ref_set_region(struct ref_model *m, const struct memslot_config *cfg,
  *
  * Applies the requests one by one to a copy of @m, each checked as
  * ref_set_region() checks it against the layout the earlier ones left; a
- * request that passes rules 1-9 but names another address space than the
- * first fails with rule 7 (MEMSLOT_RULE_AS_ID).  On
+ * request that passes rules 1-10 but names another address space than the
+ * first fails with rule 8 (MEMSLOT_RULE_AS_ID).  On
  * failure the copy is dropped and @m is untouched (generation included).
  * On success the copy replaces @m and the generation of the address space
  * advances once for the net change: 2 * nr_as if a slot was deleted, moved

@@ -427,7 +427,7 @@ static void op_flags(struct pair *p)
 
 	if (r.memory_size / PAGE <= LOG_MAX_PAGES)
 		r.flags ^= MEMSLOT_MEM_LOG_DIRTY_PAGES;
-	if (below(p, 8) == 0)	/* toggling READONLY is refused (rule 11) */
+	if (below(p, 8) == 0)	/* toggling READONLY is refused (rule 14) */
 		r.flags ^= MEMSLOT_MEM_READONLY;
 	apply(p, &r, "flags");
 }
@@ -533,8 +533,8 @@ static uint64_t rand_huge_npages(struct pair *p)
  * 2^31 - 1 pages is the largest user slot, 2^31 one too many.  Where huge
  * slots are cheap for KVM one is really created and deleted at once;
  * otherwise the request overlaps the guard (or names an existing slot),
- * so an accepted size shows as -EEXIST (or rule 11), a refused one as
- * -EINVAL from rule 9.
+ * so an accepted size shows as -EEXIST (or rule 14), a refused one as
+ * -EINVAL from rule 10.
  */
 static void op_huge(struct pair *p)
 {
@@ -793,9 +793,9 @@ static void huge_case(struct pair *p, struct memslot_region r, int want,
 }
 
 /*
- * Size limits: 2^31 - 1 pages passes rule 9 and 2^31 fails it.  The sizes
+ * Size limits: 2^31 - 1 pages passes rule 10 and 2^31 fails it.  The sizes
  * are checked on creates over the guard slot, so a size KVM accepts shows
- * as -EEXIST (rule 13) without KVM allocating metadata for it.  A real
+ * as -EEXIST (rule 16) without KVM allocating metadata for it.  A real
  * create of the largest slot is made only where it is cheap for KVM.
  */
 static void test_huge(void **state)
@@ -819,7 +819,7 @@ static void test_huge(void **state)
 		  MEMSLOT_RULE_OVERLAP);
 	huge_case(&p, region(0, 1, 0, g, max, HVA_LIMIT - max + PAGE), -EINVAL,
 		  MEMSLOT_RULE_HVA);
-	/* growing the guard itself: rule 11 for a legal size, 9 beyond */
+	/* growing the guard itself: rule 14 for a legal size, 10 beyond */
 	huge_case(&p, region(0, GUARD_ID, 0, g, max, 0), -EINVAL,
 		  MEMSLOT_RULE_MODIFY);
 	huge_case(&p, region(0, GUARD_ID, 0, g, max + PAGE, 0), -EINVAL,

@@ -511,7 +511,7 @@ static void test_rule6_hva(void **state)
 	memslot_vm_destroy(g.vm);
 }
 
-static void test_rule7_as_id(void **state)
+static void test_rule8_as_id(void **state)
 {
 	struct fixture *f = *state;
 	struct memslot_region r = region(1u << 16, 0, 0, PAGE, HVA);
@@ -519,12 +519,12 @@ static void test_rule7_as_id(void **state)
 	reject(f, &r, MEMSLOT_RULE_AS_ID);
 	r.slot = 0xffffu << 16;
 	reject(f, &r, MEMSLOT_RULE_AS_ID);
-	/* The internal path skips rule 2, so the id range is rule 7. */
+	/* The internal path skips rule 2, so the id range is rule 8. */
 	r.slot = X86_TOTAL_SLOTS;
 	reject_via(f, &r, true, -EINVAL, MEMSLOT_RULE_AS_ID);
 }
 
-static void test_rule8_gpa_wrap(void **state)
+static void test_rule9_gpa_wrap(void **state)
 {
 	struct fixture *f = *state;
 	/* A sum of exactly 2^64 counts as wrapping. */
@@ -536,7 +536,7 @@ static void test_rule8_gpa_wrap(void **state)
 	reject(f, &r, MEMSLOT_RULE_GPA_WRAP);
 }
 
-static void test_rule9_too_large(void **state)
+static void test_rule10_too_large(void **state)
 {
 	struct fixture *f = *state;
 	const uint64_t max_pages = (1ull << 31) - 1;
@@ -550,7 +550,7 @@ static void test_rule9_too_large(void **state)
 	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
 }
 
-static void test_rule10_delete_missing(void **state)
+static void test_rule11_delete_missing(void **state)
 {
 	struct fixture *f = *state;
 	struct memslot_region r = region(3, 0, 0, 0, HVA);
@@ -560,7 +560,7 @@ static void test_rule10_delete_missing(void **state)
 	reject(f, &r, MEMSLOT_RULE_DELETE_MISSING);
 }
 
-static void test_rule11_modify(void **state)
+static void test_rule14_modify(void **state)
 {
 	struct fixture *f = *state;
 	struct memslot_region r = region(0, 0, 0x100 * PAGE, 4 * PAGE,
@@ -582,7 +582,7 @@ static void test_rule11_modify(void **state)
 	reject(f, &r, MEMSLOT_RULE_MODIFY);
 }
 
-static void test_rule12_noop(void **state)
+static void test_rule15_noop(void **state)
 {
 	struct fixture *f = *state;
 	struct memslot_region r = region(0, MEMSLOT_MEM_LOG_DIRTY_PAGES,
@@ -600,7 +600,7 @@ static void test_rule12_noop(void **state)
 	snap_equal(&before, &after);
 }
 
-static void test_rule13_overlap(void **state)
+static void test_rule16_overlap(void **state)
 {
 	struct fixture *f = *state;
 	struct memslot_region r = region(1, 0, 0x103 * PAGE, 4 * PAGE, HVA);
@@ -617,7 +617,7 @@ static void test_rule13_overlap(void **state)
 	add(f, 2, 0x104, 4);
 }
 
-static void test_rule14_max_gfn(void **state)
+static void test_rule17_max_gfn(void **state)
 {
 	struct fixture *f = *state;
 	const uint64_t max_gfn = (1ull << 40) - 1;
@@ -630,8 +630,8 @@ static void test_rule14_max_gfn(void **state)
 	assert_int_equal(gen(f, 0), 1);
 }
 
-/* A MOVE fails rule 14 after its INVALID swap: +2, layout unchanged. */
-static void test_rule14_move(void **state)
+/* A MOVE fails rule 17 after its INVALID swap: +2, layout unchanged. */
+static void test_rule17_move(void **state)
 {
 	struct fixture *f = *state;
 	const uint64_t max_gfn = (1ull << 40) - 1;
@@ -667,27 +667,27 @@ static void test_check_order(void **state)
 	/* 2 before 4. */
 	r = region(X86_USER_SLOTS, MEMSLOT_MEM_READONLY, 0, PAGE + 1, HVA);
 	reject(f, &r, MEMSLOT_RULE_ID_USER);
-	/* 4 before 5, 5 before 6, 6 before 7. */
+	/* 4 before 5, 5 before 6, 6 before 8. */
 	r = region(1u << 16, 0, 1, PAGE + 1, HVA + 1);
 	reject(f, &r, MEMSLOT_RULE_SIZE_ALIGN);
 	r.memory_size = PAGE;
 	reject(f, &r, MEMSLOT_RULE_GPA_ALIGN);
 	r.guest_phys_addr = 0;
 	reject(f, &r, MEMSLOT_RULE_HVA);
-	/* 7 before 8, 8 before 9. */
+	/* 8 before 9, 9 before 10. */
 	r = region(1u << 16, 0, 0 - PAGE, PAGE, HVA);
 	reject(f, &r, MEMSLOT_RULE_AS_ID);
 	r = region(0, 0, 0 - PAGE, (1ull << 31) * PAGE, 0);
 	reject(f, &r, MEMSLOT_RULE_GPA_WRAP);
-	/* A delete still runs rules 1-9 on every field. */
+	/* A delete still runs rules 1-10 on every field. */
 	r = region(5, 0, 0, 0, HVA + 1);
 	reject(f, &r, MEMSLOT_RULE_HVA);
-	/* 11 before 13: a modify that also overlaps another slot. */
+	/* 14 before 16: a modify that also overlaps another slot. */
 	add(f, 0, 0x100, 4);
 	add(f, 1, 0x200, 4);
 	r = region(0, 0, 0x200 * PAGE, 4 * PAGE, HVA + PAGE);
 	reject(f, &r, MEMSLOT_RULE_MODIFY);
-	/* 13 before 14: overlapping and beyond the max gfn. */
+	/* 16 before 17: overlapping and beyond the max gfn. */
 	add(f, 2, (1ull << 40) - 4, 4);
 	r = region(3, 0, ((1ull << 40) - 2) * PAGE, 4 * PAGE, HVA);
 	reject(f, &r, MEMSLOT_RULE_OVERLAP);
@@ -1091,6 +1091,30 @@ static void test_messages_errno(void **state)
 	assert_non_null(memslot_strerror(5));
 }
 
+/* The rule numbers the header, the docs and the tests use are the enum
+ * values, in check order (doc/design.md). */
+static void test_rule_numbers(void **state)
+{
+	static const enum memslot_rule order[] = {
+		MEMSLOT_RULE_OK, MEMSLOT_RULE_FLAGS_UNKNOWN,
+		MEMSLOT_RULE_ID_USER, MEMSLOT_RULE_FLAGS_COMBO,
+		MEMSLOT_RULE_SIZE_ALIGN, MEMSLOT_RULE_GPA_ALIGN,
+		MEMSLOT_RULE_HVA, MEMSLOT_RULE_GMEM_OFFSET, MEMSLOT_RULE_AS_ID,
+		MEMSLOT_RULE_GPA_WRAP, MEMSLOT_RULE_TOO_LARGE,
+		MEMSLOT_RULE_DELETE_MISSING, MEMSLOT_RULE_PAGES_OVERFLOW,
+		MEMSLOT_RULE_GMEM_IMMUTABLE, MEMSLOT_RULE_MODIFY,
+		MEMSLOT_RULE_NOOP, MEMSLOT_RULE_OVERLAP, MEMSLOT_RULE_MAX_GFN,
+		MEMSLOT_RULE_NOMEM, MEMSLOT_RULE_PREPARE, MEMSLOT_RULE_BUSY,
+	};
+
+	(void)state;
+	assert_int_equal(sizeof(order) / sizeof(order[0]), MEMSLOT_RULE_COUNT);
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+		assert_int_equal(order[i], i);
+	assert_int_equal(MEMSLOT_RULE_PAGES_OVERFLOW, 12);
+	assert_int_equal(MEMSLOT_RULE_OVERLAP, 16);
+}
+
 static void test_null_arguments(void **state)
 {
 	struct fixture *f = *state;
@@ -1136,7 +1160,7 @@ static void test_txn_flags_then_delete(void **state)
 	assert_int_equal(st.total_pages, 2);
 }
 
-/* In a batch, rule 14 is decided at the request that breaks it: an
+/* In a batch, rule 17 is decided at the request that breaks it: an
  * earlier request beyond the max gfn is reported before a later overlap,
  * and the failed batch changes nothing (no INVALID swap either). */
 static void test_txn_max_gfn_in_order(void **state)
@@ -1145,8 +1169,8 @@ static void test_txn_max_gfn_in_order(void **state)
 	const uint64_t max_gfn = (1ull << 40) - 1;
 	struct memslot_region r[3] = {
 		region(0, 0, 0, 0, 0),				/* delete */
-		region(2, 0, max_gfn * PAGE, 2 * PAGE, HVA),	/* rule 14 */
-		region(3, 0, 0x200 * PAGE, PAGE, HVA),		/* rule 13 */
+		region(2, 0, max_gfn * PAGE, 2 * PAGE, HVA),	/* rule 17 */
+		region(3, 0, 0x200 * PAGE, PAGE, HVA),		/* rule 16 */
 	};
 	struct memslot_txn_result res = { 0 };
 	struct snap before, after;
@@ -1170,11 +1194,11 @@ int main(void)
 		T(test_rule1_flags_unknown), T(test_rule2_id_user),
 		T(test_rule3_flags_combo), T(test_rule4_size_align),
 		T(test_rule5_gpa_align), T(test_rule6_hva),
-		T(test_rule7_as_id), T(test_rule8_gpa_wrap),
-		T(test_rule9_too_large), T(test_rule10_delete_missing),
-		T(test_rule11_modify), T(test_rule12_noop),
-		T(test_rule13_overlap), T(test_rule14_max_gfn),
-		T(test_rule14_move), T(test_check_order),
+		T(test_rule8_as_id), T(test_rule9_gpa_wrap),
+		T(test_rule10_too_large), T(test_rule11_delete_missing),
+		T(test_rule14_modify), T(test_rule15_noop),
+		T(test_rule16_overlap), T(test_rule17_max_gfn),
+		T(test_rule17_move), T(test_check_order),
 		T(test_change_kinds), T(test_user_data),
 		cmocka_unit_test_setup_teardown(test_two_address_spaces,
 						setup_two_as, teardown),
@@ -1190,6 +1214,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_gmem_rebind_in_batch,
 						setup_gmem, teardown),
 		T(test_lowest_free_id), T(test_stats), T(test_messages), T(test_messages_errno),
+		T(test_rule_numbers),
 		T(test_null_arguments), T(test_txn_flags_then_delete),
 		T(test_txn_max_gfn_in_order),
 	};

@@ -71,8 +71,11 @@ enum memslot_change {
 /**
  * enum memslot_rule - which validation rule decided a set-region verdict
  *
- * The numbering follows the order in which the rules are checked, which is
- * the order KVM checks them in.  MEMSLOT_RULE_OK means every check passed.
+ * Each rule's number is its value, shown in the comment beside it; the
+ * header, the docs and the tests all use these numbers.  Rules 1-17 are
+ * numbered in the order they are checked, which is the order KVM checks
+ * them in (doc/design.md has the table); 18-20 are the library's own
+ * outcomes.  MEMSLOT_RULE_OK means every check passed.
  */
 enum memslot_rule {
 	MEMSLOT_RULE_OK = 0,
@@ -263,7 +266,7 @@ void memslot_vm_destroy(struct memslot_vm *vm);
  *
  * Context: any thread outside a read section of @vm; writers serialise on
  * the VM's writer lock.
- * Return: 0; -EINVAL (rules 1-11 and 14); -EEXIST (overlap); -ENOMEM;
+ * Return: 0; -EINVAL (rules 1-14 and 17); -EEXIST (rule 16); -ENOMEM;
  * -EBUSY when called from inside a read section (debug builds); the
  * prepare hook's error.
  */
