@@ -124,12 +124,15 @@ bool vm_in_read_section(void)
 	return read_depth != 0;
 }
 #define READ_DEPTH_ADD(n) (read_depth += (n))
+/* An unlock with no section open is ignored (the backend reports it). */
+#define READ_DEPTH_SUB() (read_depth -= read_depth != 0)
 #else
 bool vm_in_read_section(void)
 {
 	return false;
 }
 #define READ_DEPTH_ADD(n) ((void)0)
+#define READ_DEPTH_SUB() ((void)0)
 #endif
 
 void memslot_read_lock(struct memslot_vm *vm)
@@ -141,7 +144,7 @@ void memslot_read_lock(struct memslot_vm *vm)
 void memslot_read_unlock(struct memslot_vm *vm)
 {
 	vm->rcu->read_unlock(vm->rcu->ctx);
-	READ_DEPTH_ADD(-1);
+	READ_DEPTH_SUB();
 }
 
 uint64_t memslot_generation(struct memslot_vm *vm, unsigned int as_id)

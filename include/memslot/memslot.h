@@ -379,14 +379,21 @@ const char *memslot_rule_str(enum memslot_rule rule);
  * Needed by backends that track readers (liburcu, counter); a no-op for
  * the others.  A thread reading several VMs registers with each; the
  * backend counts, so only the first registration and the matching last
- * unregistration reach it.
+ * unregistration reach it.  A thread the application has already
+ * registered with liburcu (urcu_memb_register_thread()) may call this too:
+ * the library then leaves liburcu's registration to the application.
+ * Registration belongs to the thread, not to @vm: whatever a thread still
+ * holds when it exits is dropped then.
  * Context: outside a read section.
  */
 void memslot_thread_register(struct memslot_vm *vm);
 
 /**
  * memslot_thread_unregister() - undo memslot_thread_register()
- * @vm: the VM
+ * @vm: the VM, which must still exist
+ *
+ * Call it before memslot_vm_destroy(@vm), or not at all: a thread that
+ * exits without unregistering is unregistered at its exit.
  */
 void memslot_thread_unregister(struct memslot_vm *vm);
 
@@ -395,13 +402,18 @@ void memslot_thread_unregister(struct memslot_vm *vm);
  * @vm: the VM
  *
  * Slots returned by lookups stay valid until the matching unlock.  Sections
- * nest.  Enter once per batch of lookups, not per lookup.
+ * nest.  Enter once per batch of lookups, not per lookup.  A thread that
+ * did not call memslot_thread_register() is registered here, until it
+ * exits (builds without NDEBUG say so once on stderr).
  */
 void memslot_read_lock(struct memslot_vm *vm);
 
 /**
  * memslot_read_unlock() - leave a read-side section
  * @vm: the VM
+ *
+ * An unlock with no section open is ignored (builds without NDEBUG say so
+ * once on stderr).
  */
 void memslot_read_unlock(struct memslot_vm *vm);
 
