@@ -32,16 +32,20 @@
 
 enum { SLOT_LOW_RAM, SLOT_RAM, SLOT_ROM, SLOT_HIGH_RAM, SLOT_VRAM };
 
+#define REGION(id, fl, gpa, size, hva)                                 \
+	{ .slot = (id), .flags = (fl), .guest_phys_addr = (gpa),       \
+	  .memory_size = (size), .userspace_addr = (hva) }
+
 static const struct memslot_region pc_layout[] = {
 	/* 0 - 640 KiB: conventional memory */
-	{ SLOT_LOW_RAM, 0, 0, 640 * KiB, RAM_HVA, NULL },
+	REGION(SLOT_LOW_RAM, 0, 0, 640 * KiB, RAM_HVA),
 	/* 1 MiB - 3 GiB; 640 KiB - 1 MiB stays a hole (VGA, option ROMs) */
-	{ SLOT_RAM, 0, 1 * MiB, 3 * GiB - 1 * MiB, RAM_HVA + 1 * MiB, NULL },
+	REGION(SLOT_RAM, 0, 1 * MiB, 3 * GiB - 1 * MiB, RAM_HVA + 1 * MiB),
 	/* the top 64 MiB below 4 GiB: firmware flash, read-only */
-	{ SLOT_ROM, MEMSLOT_MEM_READONLY, 4 * GiB - 64 * MiB, 64 * MiB,
-	  ROM_HVA, NULL },
+	REGION(SLOT_ROM, MEMSLOT_MEM_READONLY, 4 * GiB - 64 * MiB, 64 * MiB,
+	       ROM_HVA),
 	/* RAM above the PCI hole continues the same host mapping */
-	{ SLOT_HIGH_RAM, 0, 4 * GiB, 5 * GiB, RAM_HVA + 3 * GiB, NULL },
+	REGION(SLOT_HIGH_RAM, 0, 4 * GiB, 5 * GiB, RAM_HVA + 3 * GiB),
 };
 
 static void fail(const char *what, int ret)

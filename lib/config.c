@@ -75,11 +75,12 @@ static void copy_by_size(void *dst, size_t size, const void *src, size_t n)
 	memcpy(dst, src, n < size ? n : size);
 }
 
-/* The first published versions of the extensible structs end at @ctx. */
+/* A caller's struct must reach its last hook; a missing @ctx reads as
+ * NULL. */
 #define ALLOC_MIN_SIZE \
-	(offsetof(struct memslot_allocator, ctx) + sizeof(void *))
+	(offsetof(struct memslot_allocator, free) + sizeof(void *))
 #define RCU_MIN_SIZE \
-	(offsetof(struct memslot_rcu_ops, ctx) + sizeof(void *))
+	(offsetof(struct memslot_rcu_ops, unregister_thread) + sizeof(void *))
 
 int config_copy(struct memslot_config *dst, const struct memslot_config *src)
 {

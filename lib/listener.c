@@ -5,12 +5,13 @@
 
 #include "listener.h"
 
-/* The first published struct memslot_listener ends with @ctx. */
+/* The first struct memslot_listener is today's, @ctx included. */
 #define LISTENER_MIN_SIZE \
 	(offsetof(struct memslot_listener, ctx) + sizeof(void *))
-/* The first published struct memslot_callbacks ends with @ctx. */
+/* A struct memslot_callbacks must reach its last hook; a missing @ctx
+ * reads as NULL. */
 #define CALLBACKS_MIN_SIZE \
-	(offsetof(struct memslot_callbacks, ctx) + sizeof(void *))
+	(offsetof(struct memslot_callbacks, commit) + sizeof(void *))
 
 /* ---- adapters: the config's callbacks as listener 0 ------------------- */
 

@@ -12,7 +12,7 @@
  *     copies, index nodes, id-table growth, the id map) happens here, so
  *     nothing after this point can fail for lack of memory.
  *  3. apply: as KVM's kvm_set_memslot(): DELETE and MOVE first publish
- *     INVALID copies and call the flush hook; rule 14 and the prepare hooks
+ *     INVALID copies and call the flush hook; rule 17 and the prepare hooks
  *     run; then the final layout is published.  Each publish builds a new
  *     layout copy on write from the active one (set.h) and stores it with
  *     one pointer; blocking mode then waits for a grace period and frees
@@ -34,6 +34,8 @@ struct req {
 	uint64_t hva;
 	uint64_t size;
 	void *user_data;
+	uint64_t gmem_offset;
+	uint32_t gmem_fd;
 };
 
 /*
@@ -118,9 +120,26 @@ static void decode(const struct memslot_config *cfg,
 	q->npages = r->memory_size >> cfg->page_shift;
 	q->hva = r->userspace_addr;
 	q->user_data = r->user_data;
+	/* KVM reads the guest_memfd fields only with the flag set. */
+	if (r->flags & MEMSLOT_MEM_GUEST_MEMFD) {
+		q->gmem_offset = r->guest_memfd_offset;
+		q->gmem_fd = r->guest_memfd;
+	} else {
+		q->gmem_offset = 0;
+		q->gmem_fd = 0;
+	}
 }
 
-/* Rules 1-9: checks on the request alone, in KVM's order. */
+/* The guest_memfd range: page aligned, and offset + size must not wrap. */
+static bool gmem_offset_ok(const struct memslot_region *r, uint64_t mask)
+{
+	if (!(r->flags & MEMSLOT_MEM_GUEST_MEMFD))
+		return true;
+	return !(r->guest_memfd_offset & mask) &&
+	       r->guest_memfd_offset + r->memory_size >= r->guest_memfd_offset;
+}
+
+/* Rules 1-10: checks on the request alone, in KVM's order. */
 static enum memslot_rule check_fields(const struct memslot_config *cfg,
 				      const struct memslot_region *r,
 				      const struct req *q, bool internal)
@@ -139,6 +158,8 @@ static enum memslot_rule check_fields(const struct memslot_config *cfg,
 		return MEMSLOT_RULE_GPA_ALIGN;
 	if (!hva_ok(cfg, r->userspace_addr, r->memory_size))
 		return MEMSLOT_RULE_HVA;
+	if (!gmem_offset_ok(r, mask))
+		return MEMSLOT_RULE_GMEM_OFFSET;
 	if (q->as_id >= cfg->nr_as || q->id >= cfg->total_slots)
 		return MEMSLOT_RULE_AS_ID;
 	if (r->guest_phys_addr + r->memory_size < r->guest_phys_addr)
@@ -172,7 +193,7 @@ static bool meets(const struct memslot_slot *s, uint64_t start, uint64_t end)
 	return s->base_gfn < end && slot_end_gfn(s) > start;
 }
 
-/* Rule 13 across the set and the slots earlier requests created. */
+/* Rule 16 across the set and the slots earlier requests created. */
 static bool overlaps(const struct batch *b, uint32_t id, uint64_t start,
 		     uint64_t end)
 {
@@ -194,7 +215,10 @@ static bool overlaps(const struct batch *b, uint32_t id, uint64_t start,
 	return false;
 }
 
-/* Rules 10-13: checks against the current layout; sets *@kind. */
+/* Flags a modify may not toggle. */
+#define FIXED_FLAGS (MEMSLOT_MEM_READONLY | MEMSLOT_MEM_GUEST_MEMFD)
+
+/* Rules 11-16: checks against the current layout; sets *@kind. */
 static enum memslot_rule check_layout(const struct batch *b,
 				      const struct req *q,
 				      const struct memslot_slot *cur,
@@ -209,8 +233,12 @@ static enum memslot_rule check_layout(const struct batch *b,
 		if (b->total_pages + q->npages < b->total_pages)
 			return MEMSLOT_RULE_PAGES_OVERFLOW;
 	} else {
+		/* A guest_memfd binding is fixed: such a slot can only be
+		 * deleted, and no slot gains or loses the flag. */
+		if (q->flags & MEMSLOT_MEM_GUEST_MEMFD)
+			return MEMSLOT_RULE_GMEM_IMMUTABLE;
 		if (q->hva != cur->hva || q->npages != cur->npages ||
-		    ((q->flags ^ cur->flags) & MEMSLOT_MEM_READONLY))
+		    ((q->flags ^ cur->flags) & FIXED_FLAGS))
 			return MEMSLOT_RULE_MODIFY;
 		if (q->base_gfn != cur->base_gfn)
 			*kind = MEMSLOT_CHANGE_MOVE;
@@ -241,6 +269,8 @@ static struct memslot_slot *slot_new(struct batch *b, const struct req *q,
 	s->page_shift = b->vm->page_shift;
 	/* A modified slot keeps its backing, so it keeps its user data. */
 	s->user_data = cur ? cur->user_data : q->user_data;
+	s->gmem_offset = q->gmem_offset;
+	s->gmem_fd = q->gmem_fd;
 	return s;
 }
 
@@ -337,7 +367,7 @@ static int validate_one(struct batch *b, size_t op,
 					      memory_order_relaxed);
 		b->total_pages = b->vm->as[q.as_id].total_pages;
 	}
-	/* Rule 14 is the arch's prepare step: apply() checks it, after the
+	/* Rule 17 is the arch's prepare step: apply() checks it, after the
 	 * INVALID phase, for a single request and a batch alike. */
 	*rule = check_layout(b, &q, current_slot(b, q.id), &kind);
 	if (*rule != MEMSLOT_RULE_OK)
@@ -358,8 +388,9 @@ static int net_kind(const struct change *c)
 	if (!n)
 		return MEMSLOT_CHANGE_DELETE;
 	if (n->hva != o->hva || n->npages != o->npages ||
-	    n->user_data != o->user_data ||
-	    ((n->flags ^ o->flags) & MEMSLOT_MEM_READONLY))
+	    n->user_data != o->user_data || n->gmem_fd != o->gmem_fd ||
+	    n->gmem_offset != o->gmem_offset ||
+	    ((n->flags ^ o->flags) & FIXED_FLAGS))
 		return CHANGE_RECREATE;
 	if (n->base_gfn != o->base_gfn)
 		return MEMSLOT_CHANGE_MOVE;
@@ -655,7 +686,7 @@ static void abort_prepared(struct batch *b, size_t i, unsigned int nev)
 	}
 }
 
-/* The library's own arch check (rule 14), then the listeners. */
+/* The library's own arch check (rule 17), then the listeners. */
 static int prepare_one(struct batch *b, size_t i, enum memslot_rule *rule)
 {
 	const struct change *c = &b->ch[i];
@@ -756,36 +787,38 @@ static void report_one(const struct batch *b, struct memslot_change_info *info,
 }
 
 /* The changes of @rank, as the caller sees them: a RECREATE is a DELETE
- * (rank 0) and a CREATE (rank 3). */
-static size_t report_rank(const struct batch *b, struct memslot_txn_result *res,
-			  int rank, size_t k)
+ * (rank 0) and a CREATE (rank 3).  Entries from @k up to @max are free. */
+static size_t report_rank(const struct batch *b, struct memslot_change_info *out,
+			  size_t max, int rank, size_t k)
 {
-	for (size_t i = 0; i < b->nch; i++) {
+	for (size_t i = 0; i < b->nch && k < max; i++) {
 		const struct change *c = &b->ch[i];
 		bool re = c->kind == CHANGE_RECREATE;
 
-		if (re && rank == 0 && k < res->max_changes)
-			report_one(b, &res->changes[k++], MEMSLOT_CHANGE_DELETE,
-				   c->old, NULL);
-		else if (re && rank == 3 && k < res->max_changes)
-			report_one(b, &res->changes[k++], MEMSLOT_CHANGE_CREATE,
-				   NULL, c->cur);
-		else if (!re && kind_rank(c->kind) == rank && k < res->max_changes)
-			report_one(b, &res->changes[k++], c->kind, c->old, c->cur);
+		if (re && rank == 0)
+			report_one(b, &out[k++], MEMSLOT_CHANGE_DELETE, c->old,
+				   NULL);
+		else if (re && rank == 3)
+			report_one(b, &out[k++], MEMSLOT_CHANGE_CREATE, NULL,
+				   c->cur);
+		else if (!re && kind_rank(c->kind) == rank)
+			report_one(b, &out[k++], c->kind, c->old, c->cur);
 	}
 	return k;
 }
 
-/* Fill the caller's change list, in the order KVM ioctls can replay. */
+/* Fill the caller's change list, in the order KVM ioctls can replay.  A
+ * NULL list holds nothing, whatever max_changes says. */
 static void report(const struct batch *b, struct memslot_txn_result *res)
 {
+	size_t max = res->changes ? res->max_changes : 0;
 	size_t k = 0;
 
 	res->nchanges = 0;
 	for (size_t i = 0; i < b->nch; i++)
 		res->nchanges += b->ch[i].kind == CHANGE_RECREATE ? 2 : 1;
 	for (int rank = 0; rank < 4; rank++)
-		k = report_rank(b, res, rank, k);
+		k = report_rank(b, res->changes, max, rank, k);
 }
 
 /* Blocking mode: both publishes waited for readers, so the old objects

@@ -52,4 +52,6 @@ void memslot_slot_region(const struct memslot_vm *vm,
 	region->memory_size = slot->npages << slot->page_shift;
 	region->userspace_addr = slot->hva;
 	region->user_data = slot->user_data;
+	region->guest_memfd_offset = slot->gmem_offset;
+	region->guest_memfd = slot->gmem_fd;
 }

@@ -19,6 +19,10 @@ struct memslot_slot {
 	void *user_data;
 	uint32_t as_id;
 	uint32_t page_shift;
+	/* KVM_SET_USER_MEMORY_REGION2's binding, kept for the VMM; zero
+	 * unless flags has MEMSLOT_MEM_GUEST_MEMFD. */
+	uint64_t gmem_offset;
+	uint32_t gmem_fd;
 };
 
 /* The gfn after the slot's last page. */

@@ -136,9 +136,9 @@ static bool hva_bad(const struct memslot_config *cfg,
 		 r->userspace_addr <= cfg->hva_limit - r->memory_size);
 }
 
-/* Rules 1-9: the checks that look at the request alone.  @want_as is the
+/* Rules 1-10: the checks that look at the request alone.  @want_as is the
  * address space a transaction is bound to, or -1: naming another one is a
- * rule of the transaction call (reported as rule 7), checked once the
+ * rule of the transaction call (reported as rule 8), checked once the
  * request has passed every check memslot_set_region() would make alone. */
 static enum memslot_rule check_request(const struct memslot_config *cfg,
 				       const struct ref_req *q, bool internal,
@@ -162,6 +162,10 @@ static enum memslot_rule check_request(const struct memslot_config *cfg,
 		return MEMSLOT_RULE_GPA_ALIGN;
 	if (hva_bad(cfg, r))
 		return MEMSLOT_RULE_HVA;
+	if ((r->flags & MEMSLOT_MEM_GUEST_MEMFD) &&
+	    ((r->guest_memfd_offset & page_mask) ||
+	     r->guest_memfd_offset + r->memory_size < r->guest_memfd_offset))
+		return MEMSLOT_RULE_GMEM_OFFSET;
 	if (q->as_id >= cfg->nr_as || q->id >= cfg->total_slots)
 		return MEMSLOT_RULE_AS_ID;
 	/* A sum of exactly 2^64 comes out as 0, below any nonzero gpa. */
@@ -197,15 +201,19 @@ static bool overlaps_other(const struct ref_model *m, const struct ref_req *q)
 	return false;
 }
 
-/* Rules 11 and 12 on an existing slot; sets the change kind. */
+/* Rules 13-15 on an existing slot; sets the change kind. */
 static enum memslot_rule check_modify(const struct ref_slot *old,
 				      const struct ref_req *q,
 				      enum memslot_change *change)
 {
 	const struct memslot_region *r = q->r;
+	uint32_t fixed = MEMSLOT_MEM_READONLY | MEMSLOT_MEM_GUEST_MEMFD;
 
+	/* guest_memfd slots are immutable: even the same request again */
+	if (r->flags & MEMSLOT_MEM_GUEST_MEMFD)
+		return MEMSLOT_RULE_GMEM_IMMUTABLE;
 	if (r->userspace_addr != old->hva || q->npages != old->npages ||
-	    ((r->flags ^ old->flags) & MEMSLOT_MEM_READONLY))
+	    ((r->flags ^ old->flags) & fixed))
 		return MEMSLOT_RULE_MODIFY;
 	if (q->base_gfn != old->base_gfn)
 		*change = MEMSLOT_CHANGE_MOVE;
@@ -216,7 +224,7 @@ static enum memslot_rule check_modify(const struct ref_slot *old,
 	return MEMSLOT_RULE_OK;
 }
 
-/* Rules 10-13: the checks against the current layout. */
+/* Rules 11-16: the checks against the current layout. */
 static enum memslot_rule check_layout(const struct ref_model *m,
 				      const struct ref_req *q,
 				      enum memslot_change *change)
@@ -249,7 +257,7 @@ static enum memslot_rule check_layout(const struct ref_model *m,
 	return MEMSLOT_RULE_OK;
 }
 
-/* Rule 14, the arch's prepare step: after every other check. */
+/* Rule 17, the arch's prepare step: after every other check. */
 static bool beyond_max_gfn(const struct memslot_config *cfg,
 			   uint64_t base_gfn, uint64_t npages)
 {
@@ -284,6 +292,11 @@ static int apply(struct ref_model *m, const struct ref_req *q,
 		.flags = q->r->flags, .user_data = q->r->user_data,
 	};
 
+	if (q->r->flags & MEMSLOT_MEM_GUEST_MEMFD) {
+		s.gmem_offset = q->r->guest_memfd_offset;
+		s.gmem_fd = q->r->guest_memfd;
+	}
+
 	switch (change) {
 	case MEMSLOT_CHANGE_CREATE:
 		return append_slot(as, &s);
@@ -314,7 +327,7 @@ static int rule_errno(enum memslot_rule rule)
 }
 
 /* One request; @want_as as for check_request().  In a batch (@batch)
- * rule 14 waits for the whole batch (ref_set_regions()). */
+ * rule 17 waits for the whole batch (ref_set_regions()). */
 static int set_one(struct ref_model *m, const struct memslot_config *cfg,
 		   const struct memslot_region *region, bool internal,
 		   long want_as, bool batch, enum memslot_rule *rule)
@@ -434,7 +447,7 @@ static void touch(struct touched *t, size_t *nt, uint32_t id, size_t op)
 }
 
 /*
- * Rule 14 over a validated batch, as the library's prepare stage: the net
+ * Rule 17 over a validated batch, as the library's prepare stage: the net
  * changes in the order their ids were first staged; the request reported
  * is the last one staged on the failing id.  Return: true if it fails.
  */

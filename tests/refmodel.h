@@ -27,6 +27,8 @@
  * @hva: host virtual address of the first page
  * @flags: MEMSLOT_MEM_* bits as the request gave them
  * @user_data: the create request's user data
+ * @gmem_offset: guest_memfd offset of a GUEST_MEMFD slot, else 0
+ * @gmem_fd: guest_memfd descriptor of a GUEST_MEMFD slot, else 0
  */
 struct ref_slot {
 	unsigned int as_id;
@@ -36,6 +38,8 @@ struct ref_slot {
 	uint64_t hva;
 	uint32_t flags;
 	void *user_data;
+	uint64_t gmem_offset;
+	uint32_t gmem_fd;
 };
 
 /**
@@ -59,7 +63,7 @@ struct ref_as {
  * @last_change: what the last successful ref_set_region() did
  *	(MEMSLOT_CHANGE_NONE for a no-op or a failure)
  * @deferred: model memslot_set_regions_deferred(): no INVALID phase, so
- *	a change refused by rule 14 leaves the generation alone
+ *	a change refused by rule 17 leaves the generation alone
  */
 struct ref_model {
 	unsigned int nr_as;
@@ -161,8 +165,8 @@ int ref_set_region(struct ref_model *m, const struct memslot_config *cfg,
  *
  * Applies the requests one by one to a copy of @m, each checked as
  * ref_set_region() checks it against the layout the earlier ones left; a
- * request that passes rules 1-9 but names another address space than the
- * first fails with rule 7 (MEMSLOT_RULE_AS_ID).  On
+ * request that passes rules 1-10 but names another address space than the
+ * first fails with rule 8 (MEMSLOT_RULE_AS_ID).  On
  * failure the copy is dropped and @m is untouched (generation included).
  * On success the copy replaces @m and the generation of the address space
  * advances once for the net change: 2 * nr_as if a slot was deleted, moved

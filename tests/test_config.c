@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -222,6 +223,247 @@ static void test_old_size(void **state)
 	memslot_vm_destroy(vm);
 }
 
+/* ---- sized structs: the library reads no further than @size -------- */
+
+#define FIRST_SIZE(type, last) (offsetof(type, last) + sizeof(((type *)0)->last))
+
+/* A heap copy of @size bytes of @src: ASan reports a read past its end. */
+static void *exact_copy(const void *src, size_t size)
+{
+	void *p = malloc(size);
+
+	assert_non_null(p);
+	memcpy(p, src, size);
+	memcpy(p, &size, sizeof(size));	/* every sized struct starts so */
+	return p;
+}
+
+static unsigned long hook_calls;
+
+/* Hooks for structs cut before @ctx: the copy must read it as NULL. */
+static void *nctx_malloc(void *ctx, size_t size)
+{
+	assert_null(ctx);
+	hook_calls++;
+	return malloc(size);
+}
+
+static void nctx_free(void *ctx, void *ptr, size_t size)
+{
+	(void)size;
+	assert_null(ctx);
+	free(ptr);
+}
+
+static void nctx_rcu(void *ctx)
+{
+	assert_null(ctx);
+	hook_calls++;
+}
+
+static int nctx_prepare(void *ctx, const struct memslot_slot *old,
+			const struct memslot_slot *new_slot,
+			enum memslot_change change)
+{
+	(void)old;
+	(void)new_slot;
+	(void)change;
+	assert_null(ctx);
+	hook_calls += 1000;
+	return 0;
+}
+
+static int refuse_prepare(void *ctx, const struct memslot_slot *old,
+			  const struct memslot_slot *new_slot,
+			  enum memslot_change change)
+{
+	(void)ctx;
+	(void)old;
+	(void)new_slot;
+	(void)change;
+	return -EPERM;
+}
+
+static const struct memslot_allocator nctx_alloc = {
+	.size = sizeof(struct memslot_allocator),
+	.malloc = nctx_malloc,
+	.free = nctx_free,
+	.ctx = &hook_calls,
+};
+
+static const struct memslot_rcu_ops nctx_rcu_ops = {
+	.size = sizeof(struct memslot_rcu_ops),
+	.read_lock = nctx_rcu,
+	.read_unlock = nctx_rcu,
+	.synchronize = nctx_rcu,
+	.register_thread = nctx_rcu,
+	.unregister_thread = nctx_rcu,
+	.ctx = &hook_calls,
+};
+
+static const struct memslot_callbacks nctx_cb = {
+	.size = sizeof(struct memslot_callbacks),
+	.prepare = nctx_prepare,
+	.ctx = &hook_calls,
+};
+
+/* The first published versions, on the heap with nothing after them. */
+struct first_versions {
+	struct memslot_config *cfg;
+	struct memslot_allocator *alloc;
+	struct memslot_rcu_ops *rcu;
+	struct memslot_callbacks *cb;
+};
+
+static void first_versions_make(struct first_versions *v)
+{
+	struct memslot_config full;
+
+	base_config(&full);
+	full.alloc = v->alloc = exact_copy(&nctx_alloc,
+		FIRST_SIZE(struct memslot_allocator, free));
+	full.rcu = v->rcu = exact_copy(&nctx_rcu_ops,
+		FIRST_SIZE(struct memslot_rcu_ops, unregister_thread));
+	full.callbacks = v->cb = exact_copy(&nctx_cb,
+		FIRST_SIZE(struct memslot_callbacks, commit));
+	v->cfg = exact_copy(&full, sizeof(full));
+}
+
+static void first_versions_free(struct first_versions *v)
+{
+	free(v->cfg);
+	free(v->alloc);
+	free(v->rcu);
+	free(v->cb);
+}
+
+/*
+ * Hooks in structs of their first size work, their missing @ctx reads as
+ * NULL, and the VM keeps using them after the caller has freed the
+ * structs (ASan reports any read of the caller's memory after create).
+ */
+static void test_sized_hooks(void **state)
+{
+	struct memslot_region r = { .slot = 1, .memory_size = PAGE };
+	struct first_versions v;
+	struct memslot_vm *vm;
+
+	(void)state;
+	first_versions_make(&v);
+	hook_calls = 0;
+	assert_int_equal(memslot_vm_create(v.cfg, &vm), 0);
+	assert_true(hook_calls > 0);		/* the allocator */
+	first_versions_free(&v);
+	hook_calls = 0;
+	memslot_thread_register(vm);
+	memslot_read_lock(vm);
+	memslot_read_unlock(vm);
+	memslot_thread_unregister(vm);
+	assert_int_equal(hook_calls, 4);
+	assert_int_equal(memslot_set_region(vm, &r, NULL), 0);
+	assert_true(hook_calls >= 1000);	/* prepare ran */
+	memslot_vm_destroy(vm);
+}
+
+/* A config of exactly its first size, on the heap: the pointers past it
+ * are not read (ASan), so the defaults apply. */
+static void test_sized_config(void **state)
+{
+	struct memslot_config full;
+	struct memslot_config *cfg;
+	struct memslot_vm *vm;
+
+	(void)state;
+	base_config(&full);
+	full.alloc = &nctx_alloc;
+	cfg = exact_copy(&full, FIRST_SIZE(struct memslot_config, max_gfn));
+	hook_calls = 0;
+	assert_int_equal(memslot_vm_create(cfg, &vm), 0);
+	assert_int_equal(hook_calls, 0);	/* default allocator */
+	free(cfg);
+	memslot_vm_destroy(vm);
+}
+
+/* Each hook struct one byte short of its first version is refused. */
+static void test_sized_too_small(void **state)
+{
+	struct first_versions v;
+	size_t *sizes[3];
+
+	(void)state;
+	first_versions_make(&v);
+	sizes[0] = &v.alloc->size;
+	sizes[1] = &v.rcu->size;
+	sizes[2] = &v.cb->size;
+	for (int i = 0; i < 3; i++) {
+		size_t keep = *sizes[i];
+
+		*sizes[i] = keep - 1;
+		expect_einval(v.cfg);
+		*sizes[i] = 0;
+		expect_einval(v.cfg);
+		*sizes[i] = keep;
+	}
+	hook_calls = 0;
+	expect_einval(NULL);
+	first_versions_free(&v);
+}
+
+/* Required hooks may not be NULL. */
+static void test_missing_hooks(void **state)
+{
+	struct memslot_allocator a = nctx_alloc;
+	struct memslot_rcu_ops rcu = nctx_rcu_ops;
+	struct memslot_config cfg;
+
+	(void)state;
+	base_config(&cfg);
+	cfg.alloc = &a;
+	a.malloc = NULL;
+	expect_einval(&cfg);
+	a = nctx_alloc;
+	a.free = NULL;
+	expect_einval(&cfg);
+	base_config(&cfg);
+	cfg.rcu = &rcu;
+	rcu.synchronize = NULL;
+	expect_einval(&cfg);
+	rcu = nctx_rcu_ops;
+	rcu.read_unlock = NULL;
+	expect_einval(&cfg);
+}
+
+/* A newer caller's larger struct is accepted; its extra bytes are
+ * ignored.  Changing the caller's struct after create changes nothing. */
+static void test_sized_larger_and_copied(void **state)
+{
+	struct {
+		struct memslot_callbacks cb;
+		char newer[64];
+	} big;
+	struct memslot_region r = { .slot = 2, .memory_size = PAGE };
+	struct memslot_config cfg;
+	struct memslot_vm *vm;
+
+	(void)state;
+	memset(&big, 0xff, sizeof(big));
+	big.cb = nctx_cb;
+	big.cb.ctx = NULL;
+	big.cb.flush = NULL;
+	big.cb.commit = NULL;
+	big.cb.size = sizeof(big);
+	base_config(&cfg);
+	cfg.callbacks = &big.cb;
+	assert_int_equal(memslot_vm_create(&cfg, &vm), 0);
+	big.cb.prepare = refuse_prepare;
+	cfg.callbacks = NULL;
+	hook_calls = 0;
+	assert_int_equal(memslot_set_region(vm, &r, NULL), 0);
+	assert_int_equal(hook_calls, 1000);
+	memslot_vm_destroy(vm);
+	assert_int_equal(counter.live, 0);
+}
+
 static void test_null_out(void **state)
 {
 	struct memslot_config cfg;
@@ -415,6 +657,11 @@ int main(void)
 		cmocka_unit_test(test_user_above_total),
 		cmocka_unit_test(test_ids_fit),
 		cmocka_unit_test(test_old_size),
+		cmocka_unit_test(test_sized_hooks),
+		cmocka_unit_test(test_sized_config),
+		cmocka_unit_test(test_sized_too_small),
+		cmocka_unit_test(test_missing_hooks),
+		cmocka_unit_test(test_sized_larger_and_copied),
 		cmocka_unit_test(test_null_out),
 		cmocka_unit_test(test_destroy_null),
 		cmocka_unit_test(test_bad_as_id),

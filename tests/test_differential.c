@@ -179,6 +179,26 @@ static uint32_t pick_flags(struct diff *d)
 	}
 }
 
+/* guest_memfd fields: set whatever the flags, as a VMM might; mostly
+ * aligned offsets, sometimes unaligned or near the top of u64. */
+static void pick_gmem(struct diff *d, struct memslot_region *r)
+{
+	uint64_t p = page_size(d);
+
+	r->guest_memfd = (uint32_t)pick(d, 4);
+	switch (pick(d, 10)) {
+	case 0:
+		r->guest_memfd_offset = 1 + pick(d, p - 1);
+		break;
+	case 1:
+		r->guest_memfd_offset = (0 - p * (1 + pick(d, 4))) & ~(p - 1);
+		break;
+	default:
+		r->guest_memfd_offset = pick(d, 64) * p;
+		break;
+	}
+}
+
 /* A size in bytes: mostly a few pages, sometimes at a limit or wild. */
 static uint64_t pick_size(struct diff *d)
 {
@@ -254,6 +274,7 @@ static void random_region(struct diff *d, unsigned int as_id,
 	r->guest_phys_addr = pick_gpa(d, r->memory_size);
 	r->userspace_addr = pick_hva(d, r->memory_size);
 	r->user_data = (void *)d->next_data++;
+	pick_gmem(d, r);
 }
 
 /* A random slot of the model, or NULL when @as_id has none. */
@@ -275,6 +296,8 @@ static void slot_region(struct diff *d, const struct ref_slot *s,
 	r->memory_size = s->npages << d->cfg.page_shift;
 	r->userspace_addr = s->hva;
 	r->user_data = (void *)d->next_data++;
+	r->guest_memfd_offset = s->gmem_offset;
+	r->guest_memfd = s->gmem_fd;
 }
 
 /* A move: elsewhere, onto its own range shifted a little, or far away. */
@@ -317,7 +340,8 @@ static bool slot_request(struct diff *d, unsigned int as_id,
 		r->flags ^= MEMSLOT_MEM_LOG_DIRTY_PAGES;
 		break;
 	case 8:
-		r->flags ^= MEMSLOT_MEM_READONLY;
+		r->flags ^= chance(d, 50) ? MEMSLOT_MEM_READONLY
+					  : MEMSLOT_MEM_GUEST_MEMFD;
 		break;
 	case 9:
 		break;
@@ -340,6 +364,10 @@ static void any_request(struct diff *d, unsigned int as_id,
 	/* Keep most creates valid enough to build a layout. */
 	if (chance(d, 60)) {
 		r->flags &= MEMSLOT_MEM_LOG_DIRTY_PAGES | MEMSLOT_MEM_READONLY;
+		if (d->cfg.guest_memfd && chance(d, 25)) {
+			r->flags = MEMSLOT_MEM_GUEST_MEMFD;
+			r->guest_memfd_offset &= ~(page_size(d) - 1);
+		}
 		r->memory_size = (1 + pick(d, 8)) << d->cfg.page_shift;
 		r->guest_phys_addr = pick(d, d->gfn_span) << d->cfg.page_shift;
 	}
@@ -347,9 +375,14 @@ static void any_request(struct diff *d, unsigned int as_id,
 
 /* ---- comparing the library with the model ------------------------------- */
 
+static void region_matches(struct diff *d, const struct memslot_region *r,
+			   const struct ref_slot *s, const char *what);
+
 static void check_slot(struct diff *d, const struct memslot_slot *ls,
 		       const struct ref_slot *rs, const char *what)
 {
+	struct memslot_region r;
+
 	if (!rs) {
 		if (ls)
 			DIFF_FAIL(d, "%s: library found slot %u, model none",
@@ -367,6 +400,8 @@ static void check_slot(struct diff *d, const struct memslot_slot *ls,
 	DIFF_EQ(d, memslot_slot_flags(ls), rs->flags, what);
 	DIFF_EQ(d, (uintptr_t)memslot_slot_user_data(ls),
 		(uintptr_t)rs->user_data, what);
+	memslot_slot_region(d->vm, ls, &r);
+	region_matches(d, &r, rs, what);
 }
 
 static void check_gfn_range(struct diff *d, unsigned int as_id,
@@ -632,8 +667,10 @@ static void do_single(struct diff *d, bool internal)
 static bool replaced(const struct ref_slot *o, const struct ref_slot *n)
 {
 	return n->npages != o->npages || n->hva != o->hva ||
-	       n->user_data != o->user_data ||
-	       ((n->flags ^ o->flags) & MEMSLOT_MEM_READONLY);
+	       n->user_data != o->user_data || n->gmem_fd != o->gmem_fd ||
+	       n->gmem_offset != o->gmem_offset ||
+	       ((n->flags ^ o->flags) &
+		(MEMSLOT_MEM_READONLY | MEMSLOT_MEM_GUEST_MEMFD));
 }
 
 /* The change-list entries the net change of one id needs. */
@@ -673,6 +710,8 @@ static void region_matches(struct diff *d, const struct memslot_region *r,
 	DIFF_EQ(d, r->memory_size, s->npages << d->cfg.page_shift, what);
 	DIFF_EQ(d, r->userspace_addr, s->hva, what);
 	DIFF_EQ(d, (uintptr_t)r->user_data, (uintptr_t)s->user_data, what);
+	DIFF_EQ(d, r->guest_memfd_offset, s->gmem_offset, what);
+	DIFF_EQ(d, r->guest_memfd, s->gmem_fd, what);
 }
 
 /* One entry of the change list against the layouts before and after. */
@@ -924,12 +963,14 @@ static unsigned long ops_per_run(void)
 /**
  * struct diff_params - one configuration of a sequence
  * @unbounded: use the unbounded profile instead of x86-64
+ * @guest_memfd: accept MEMSLOT_MEM_GUEST_MEMFD (KVM's v2 call)
  * @nr_as: address spaces
  * @id_span: see struct diff
  * @gfn_span: see struct diff
  */
 struct diff_params {
 	bool unbounded;
+	bool guest_memfd;
 	unsigned int nr_as;
 	uint32_t id_span;
 	uint64_t gfn_span;
@@ -944,6 +985,7 @@ static void diff_setup(struct diff *d, const struct diff_params *p,
 	else
 		memslot_config_init_x86_64(&d->cfg);
 	d->cfg.nr_as = p->nr_as;
+	d->cfg.guest_memfd = p->guest_memfd;
 	d->cfg.rcu = memslot_rcu_none();
 	d->seed = seed;
 	d->rng = seed * 0x9e3779b97f4a7c15ull + 1;
@@ -982,6 +1024,10 @@ static void run(const struct diff_params *p, uint64_t seed)
 	assert_true(d.stat[MEMSLOT_RULE_OK] > ops / 10);
 	assert_true(d.stat[MEMSLOT_RULE_OVERLAP] > 0);
 	assert_true(d.txns_ok > 0 && d.txns_failed > 0);
+	if (p->guest_memfd) {
+		assert_true(d.stat[MEMSLOT_RULE_GMEM_OFFSET] > 0);
+		assert_true(d.stat[MEMSLOT_RULE_GMEM_IMMUTABLE] > 0);
+	}
 	print_message("seed %" PRIu64 ": %lu ok, %lu overlap, %lu modify, "
 		      "%lu noop, %lu max-gfn, %zu slots, txns %lu/%lu\n",
 		      seed, d.stat[MEMSLOT_RULE_OK],
@@ -994,7 +1040,7 @@ static void run(const struct diff_params *p, uint64_t seed)
 
 static void test_x86_small(void **state)
 {
-	const struct diff_params p = { false, 1, 24, 256 };
+	const struct diff_params p = { false, false, 1, 24, 256 };
 
 	(void)state;
 	for (uint64_t seed = 1; seed <= 4; seed++)
@@ -1003,7 +1049,7 @@ static void test_x86_small(void **state)
 
 static void test_x86_two_as(void **state)
 {
-	const struct diff_params p = { false, 2, 24, 256 };
+	const struct diff_params p = { false, false, 2, 24, 256 };
 
 	(void)state;
 	run(&p, 11);
@@ -1012,16 +1058,26 @@ static void test_x86_two_as(void **state)
 
 static void test_unbounded(void **state)
 {
-	const struct diff_params p = { true, 1, 40, 1024 };
+	const struct diff_params p = { true, false, 1, 40, 1024 };
 
 	(void)state;
 	run(&p, 21);
 }
 
+/* guest_memfd accepted: offsets checked, GUEST_MEMFD slots immutable. */
+static void test_x86_guest_memfd(void **state)
+{
+	const struct diff_params p = { false, true, 1, 24, 256 };
+
+	(void)state;
+	run(&p, 41);
+	run(&p, 42);
+}
+
 /* Many slots spread thin: the layout is only compared every few requests. */
 static void test_x86_large(void **state)
 {
-	const struct diff_params p = { false, 1, 1500, 1u << 16 };
+	const struct diff_params p = { false, false, 1, 1500, 1u << 16 };
 
 	(void)state;
 	run(&p, 31);
@@ -1033,6 +1089,7 @@ int main(void)
 		cmocka_unit_test(test_x86_small),
 		cmocka_unit_test(test_x86_two_as),
 		cmocka_unit_test(test_unbounded),
+		cmocka_unit_test(test_x86_guest_memfd),
 		cmocka_unit_test(test_x86_large),
 	};
 

@@ -427,7 +427,7 @@ static void op_flags(struct pair *p)
 
 	if (r.memory_size / PAGE <= LOG_MAX_PAGES)
 		r.flags ^= MEMSLOT_MEM_LOG_DIRTY_PAGES;
-	if (below(p, 8) == 0)	/* toggling READONLY is refused (rule 11) */
+	if (below(p, 8) == 0)	/* toggling READONLY is refused (rule 14) */
 		r.flags ^= MEMSLOT_MEM_READONLY;
 	apply(p, &r, "flags");
 }
@@ -533,8 +533,8 @@ static uint64_t rand_huge_npages(struct pair *p)
  * 2^31 - 1 pages is the largest user slot, 2^31 one too many.  Where huge
  * slots are cheap for KVM one is really created and deleted at once;
  * otherwise the request overlaps the guard (or names an existing slot),
- * so an accepted size shows as -EEXIST (or rule 11), a refused one as
- * -EINVAL from rule 9.
+ * so an accepted size shows as -EEXIST (or rule 14), a refused one as
+ * -EINVAL from rule 10.
  */
 static void op_huge(struct pair *p)
 {
@@ -793,9 +793,9 @@ static void huge_case(struct pair *p, struct memslot_region r, int want,
 }
 
 /*
- * Size limits: 2^31 - 1 pages passes rule 9 and 2^31 fails it.  The sizes
+ * Size limits: 2^31 - 1 pages passes rule 10 and 2^31 fails it.  The sizes
  * are checked on creates over the guard slot, so a size KVM accepts shows
- * as -EEXIST (rule 13) without KVM allocating metadata for it.  A real
+ * as -EEXIST (rule 16) without KVM allocating metadata for it.  A real
  * create of the largest slot is made only where it is cheap for KVM.
  */
 static void test_huge(void **state)
@@ -819,7 +819,7 @@ static void test_huge(void **state)
 		  MEMSLOT_RULE_OVERLAP);
 	huge_case(&p, region(0, 1, 0, g, max, HVA_LIMIT - max + PAGE), -EINVAL,
 		  MEMSLOT_RULE_HVA);
-	/* growing the guard itself: rule 11 for a legal size, 9 beyond */
+	/* growing the guard itself: rule 14 for a legal size, 10 beyond */
 	huge_case(&p, region(0, GUARD_ID, 0, g, max, 0), -EINVAL,
 		  MEMSLOT_RULE_MODIFY);
 	huge_case(&p, region(0, GUARD_ID, 0, g, max + PAGE, 0), -EINVAL,
@@ -861,6 +861,163 @@ static void test_fill(void **state)
 	assert_int_equal(p.mismatches, 0);
 }
 
+/* ---- KVM_SET_USER_MEMORY_REGION2 with a real guest_memfd --------------- */
+
+/*
+ * Debian 12's kernel headers predate these, so the test carries the UAPI
+ * layouts and numbers itself (include/uapi/linux/kvm.h of Linux 6.8 on).
+ */
+struct kvm_region2 {
+	uint32_t slot;
+	uint32_t flags;
+	uint64_t guest_phys_addr;
+	uint64_t memory_size;
+	uint64_t userspace_addr;
+	uint64_t guest_memfd_offset;
+	uint32_t guest_memfd;
+	uint32_t pad1;
+	uint64_t pad2[14];
+};
+
+struct kvm_gmem_create {
+	uint64_t size;
+	uint64_t flags;
+	uint64_t reserved[6];
+};
+
+#define SET_REGION2 _IOW(KVMIO, 0x49, struct kvm_region2)
+#define CREATE_GUEST_MEMFD _IOWR(KVMIO, 0xd4, struct kvm_gmem_create)
+#define CAP_USER_MEMORY2 231
+#define CAP_GUEST_MEMFD 234
+#define CAP_VM_TYPES 235
+#define X86_SW_PROTECTED_VM 1
+#define GMEM_PAGES 16		/* the guest_memfd file: 64 KiB */
+
+struct gmem_pair {
+	int vm_fd;
+	int gmem_fd;
+	struct memslot_vm *vm;
+	unsigned long mismatches;
+};
+
+static int kvm_set2(struct gmem_pair *g, const struct memslot_region *r)
+{
+	struct kvm_region2 k = {
+		.slot = r->slot,
+		.flags = r->flags,
+		.guest_phys_addr = r->guest_phys_addr,
+		.memory_size = r->memory_size,
+		.userspace_addr = r->userspace_addr,
+		.guest_memfd_offset = r->guest_memfd_offset,
+		.guest_memfd = r->guest_memfd,
+	};
+
+	return ioctl(g->vm_fd, SET_REGION2, &k) ? -errno : 0;
+}
+
+/* Send @r to both; the verdicts must agree and match @want. */
+static void gmem_apply(struct gmem_pair *g, const struct memslot_region *r,
+		       int want, const char *what)
+{
+	enum memslot_rule rule = MEMSLOT_RULE_COUNT;
+	int kvm = kvm_set2(g, r);
+	int lib = memslot_set_region(g->vm, r, &rule);
+
+	printf("  %-34s kvm %4d  library %4d (%s)\n", what, kvm, lib,
+	       memslot_rule_str(rule));
+	if (kvm != lib || kvm != want)
+		g->mismatches++;
+}
+
+/* Why the guest_memfd case cannot run here, or NULL when it can. */
+static const char *gmem_unavailable(struct gmem_pair *g)
+{
+	struct kvm_gmem_create c = { .size = GMEM_PAGES * PAGE };
+	int types = kvm_cap(kvm_fd, CAP_VM_TYPES);
+
+	if (kvm_cap(kvm_fd, CAP_USER_MEMORY2) <= 0)
+		return "KVM_CAP_USER_MEMORY2 is not supported";
+	if (!(types & (1 << X86_SW_PROTECTED_VM)))
+		return "KVM_X86_SW_PROTECTED_VM is not among KVM_CAP_VM_TYPES";
+	g->vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, X86_SW_PROTECTED_VM);
+	if (g->vm_fd < 0)
+		return "KVM_CREATE_VM(KVM_X86_SW_PROTECTED_VM) failed";
+	if (kvm_cap(g->vm_fd, CAP_GUEST_MEMFD) <= 0)
+		return "KVM_CAP_GUEST_MEMFD is not supported on that VM";
+	g->gmem_fd = ioctl(g->vm_fd, CREATE_GUEST_MEMFD, &c);
+	if (g->gmem_fd < 0)
+		return "KVM_CREATE_GUEST_MEMFD failed";
+	return NULL;
+}
+
+static struct memslot_region gmem_req(uint32_t id, uint32_t flags,
+				      uint64_t gfn, uint64_t npages, int fd,
+				      uint64_t off)
+{
+	struct memslot_region r = region(0, id, flags, gfn * PAGE,
+					 npages * PAGE, 0x10000000ull);
+
+	r.guest_memfd = (uint32_t)fd;
+	r.guest_memfd_offset = off;
+	return r;
+}
+
+/*
+ * guest_memfd slots are immutable: moving one (with or without the flag),
+ * dropping the flag, repeating its request, and adding the flag to a plain
+ * slot are all refused; offsets are checked; plain create/delete works.
+ */
+static void test_guest_memfd(void **state)
+{
+	const uint32_t gm = MEMSLOT_MEM_GUEST_MEMFD;
+	struct gmem_pair g = { .vm_fd = -1, .gmem_fd = -1 };
+	struct memslot_config cfg;
+	struct memslot_region r;
+	const char *why;
+
+	(void)state;
+	why = gmem_unavailable(&g);
+	if (why) {
+		printf("SKIP guest_memfd case: %s\n", why);
+		if (g.vm_fd >= 0)
+			close(g.vm_fd);
+		skip();
+	}
+	memslot_config_init_x86_64(&cfg);
+	cfg.user_slots = (uint32_t)kvm_cap(g.vm_fd, KVM_CAP_NR_MEMSLOTS);
+	cfg.readonly = kvm_cap(g.vm_fd, KVM_CAP_READONLY_MEM) > 0;
+	cfg.guest_memfd = true;
+	cfg.rcu = memslot_rcu_none();
+	assert_int_equal(memslot_vm_create(&cfg, &g.vm), 0);
+
+	r = gmem_req(1, gm, 0x100, 4, g.gmem_fd, 0);
+	gmem_apply(&g, &r, 0, "create GUEST_MEMFD slot");
+	gmem_apply(&g, &r, -EINVAL, "same request again");
+	r = gmem_req(1, gm, 0x180, 4, g.gmem_fd, 0);
+	gmem_apply(&g, &r, -EINVAL, "move with GUEST_MEMFD");
+	r = gmem_req(1, 0, 0x180, 4, g.gmem_fd, 0);
+	gmem_apply(&g, &r, -EINVAL, "move without GUEST_MEMFD");
+	r = gmem_req(1, 0, 0x100, 4, g.gmem_fd, 0);
+	gmem_apply(&g, &r, -EINVAL, "flags-only: drop GUEST_MEMFD");
+	r = gmem_req(2, 0, 0x200, 4, -1, 0);
+	gmem_apply(&g, &r, 0, "create plain slot");
+	r = gmem_req(2, gm, 0x200, 4, g.gmem_fd, 8 * PAGE);
+	gmem_apply(&g, &r, -EINVAL, "flags-only: add GUEST_MEMFD");
+	r = gmem_req(3, gm, 0x300, 4, g.gmem_fd, PAGE + 1);
+	gmem_apply(&g, &r, -EINVAL, "offset not page aligned");
+	r = gmem_req(3, gm, 0x300, 4, g.gmem_fd, 0 - 2 * PAGE);
+	gmem_apply(&g, &r, -EINVAL, "offset + size wraps");
+	r = gmem_req(1, 0, 0, 0, -1, 0);
+	gmem_apply(&g, &r, 0, "delete GUEST_MEMFD slot");
+	r = gmem_req(2, 0, 0, 0, -1, 0);
+	gmem_apply(&g, &r, 0, "delete plain slot");
+
+	memslot_vm_destroy(g.vm);
+	close(g.gmem_fd);
+	close(g.vm_fd);
+	assert_int_equal(g.mismatches, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -869,6 +1026,7 @@ int main(void)
 		cmocka_unit_test(test_huge),
 		cmocka_unit_test(test_random),
 		cmocka_unit_test(test_fill),
+		cmocka_unit_test(test_guest_memfd),
 	};
 	int vm_fd;
 

@@ -245,19 +245,21 @@ static void test_sized_copy(void **state)
 {
 	struct fixture *f = *state;
 	size_t size = offsetof(struct memslot_listener, ctx) + sizeof(void *);
-	struct memslot_listener *l = malloc(size);
+	struct memslot_listener src = f->a.ops;
+	unsigned char *buf = malloc(size);
+	const struct memslot_listener *l = (const void *)buf;
 	struct memslot_region r = region(2, 0x200, 1);
 
-	assert_non_null(l);
-	memcpy(l, &f->a.ops, size);
-	l->size = size;
+	assert_non_null(buf);
+	src.size = size;
+	memcpy(buf, &src, size);
 	assert_int_equal(memslot_listener_unregister(f->vm, &f->a.ops), 0);
 	assert_int_equal(memslot_listener_unregister(f->vm, &f->b.ops), 0);
 	assert_int_equal(memslot_listener_register(f->vm, l), 0);
 	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
 	assert_int_equal(f->log.n, 2);	/* prepare and commit */
 	assert_int_equal(memslot_listener_unregister(f->vm, l), 0);
-	free(l);
+	free(buf);
 }
 
 /* ---- abort --------------------------------------------------------------- */
@@ -296,7 +298,7 @@ static void test_abort_on_refusal(void **state)
 	assert_int_equal(memslot_generation(f->vm, 0), gen);
 }
 
-/* Rule 14 of a later change aborts the prepares of the earlier ones. */
+/* Rule 17 of a later change aborts the prepares of the earlier ones. */
 static void test_abort_on_max_gfn(void **state)
 {
 	struct fixture *f = *state;

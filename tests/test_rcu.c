@@ -9,13 +9,19 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
 #include <cmocka.h>
 
+#include <urcu/urcu-memb.h>
+#include <urcu/static/urcu-memb.h>
+
 #include <memslot/memslot.h>
+
+#include "rcu_misuse.h"
 
 static void sleep_us(long us)
 {
@@ -152,6 +158,204 @@ static void test_deadlock_inside_section(void **state)
 	memslot_vm_destroy(vm);
 }
 
+/* ---- misuse of the read side is harmless -------------------------------- */
+
+static struct memslot_vm *vm_with(const struct memslot_rcu_ops *rcu)
+{
+	struct memslot_config cfg;
+	struct memslot_vm *vm;
+
+	memslot_config_init_x86_64(&cfg);
+	cfg.rcu = rcu;
+	assert_int_equal(memslot_vm_create(&cfg, &vm), 0);
+	return vm;
+}
+
+struct misuse_ctx {
+	struct memslot_vm *vm;
+	bool do_register;	/* call memslot_thread_register() first */
+	bool extra_unlock;	/* an unlock with nothing open, first */
+	atomic_int inside;
+	atomic_int release;
+	atomic_int left;
+};
+
+/* A reader that may skip registration or start with a stray unlock, and
+ * exits without unregistering. */
+static void *misuse_reader(void *arg)
+{
+	struct misuse_ctx *c = arg;
+
+	if (c->do_register)
+		memslot_thread_register(c->vm);
+	if (c->extra_unlock)
+		memslot_read_unlock(c->vm);
+	memslot_read_lock(c->vm);
+	atomic_store(&c->inside, 1);
+	while (!atomic_load(&c->release))
+		sleep_us(1000);
+	atomic_store(&c->left, 1);
+	memslot_read_unlock(c->vm);
+	return NULL;
+}
+
+static void *misuse_releaser(void *arg)
+{
+	struct misuse_ctx *c = arg;
+
+	sleep_us(50 * 1000);
+	atomic_store(&c->release, 1);
+	return NULL;
+}
+
+/* The grace period must still wait for the misusing reader. */
+static void check_misuse_waits(const struct memslot_rcu_ops *rcu,
+			       bool do_register, bool extra_unlock)
+{
+	struct misuse_ctx c = { .do_register = do_register,
+				.extra_unlock = extra_unlock };
+	struct memslot_region reg = { .slot = 1, .memory_size = 4096 };
+	pthread_t r, w;
+
+	c.vm = vm_with(rcu);
+	assert_int_equal(pthread_create(&r, NULL, misuse_reader, &c), 0);
+	while (!atomic_load(&c.inside))
+		sleep_us(1000);
+	assert_int_equal(pthread_create(&w, NULL, misuse_releaser, &c), 0);
+	assert_int_equal(memslot_set_region(c.vm, &reg, NULL), 0);
+	assert_int_equal(atomic_load(&c.left), 1);
+	pthread_join(r, NULL);
+	pthread_join(w, NULL);
+	memslot_vm_destroy(c.vm);
+}
+
+/* (a) A thread that never registered is registered by its first read
+ * lock (and unregistered when it exits). */
+static void test_misuse_unregistered(void **state)
+{
+	unsigned long seen = rcu_misuse_count(RCU_MISUSE_UNREGISTERED);
+	size_t readers = rcu_counter_readers();
+
+	(void)state;
+	check_misuse_waits(memslot_rcu_counter(), false, false);
+	check_misuse_waits(memslot_rcu_urcu_memb(), false, false);
+	assert_int_equal(rcu_counter_readers(), readers);
+#ifndef NDEBUG
+	assert_int_equal(rcu_misuse_count(RCU_MISUSE_UNREGISTERED), seen + 2);
+#else
+	(void)seen;
+#endif
+}
+
+/* (b) An unlock with no section open is ignored: the next section is a
+ * real one, and the thread is not left "inside" a section. */
+static void test_misuse_unbalanced(void **state)
+{
+	unsigned long seen = rcu_misuse_count(RCU_MISUSE_UNBALANCED);
+	struct memslot_vm *vm = vm_with(memslot_rcu_none());
+	struct memslot_stats st;
+
+	(void)state;
+	check_misuse_waits(memslot_rcu_counter(), true, true);
+	check_misuse_waits(memslot_rcu_urcu_memb(), true, true);
+	memslot_read_unlock(vm);
+	assert_int_equal(memslot_vm_stats(vm, 0, &st), 0);
+	memslot_read_lock(vm);
+	assert_int_equal(memslot_vm_stats(vm, 0, &st), -EDEADLK);
+#ifndef NDEBUG
+	/* the two backends with reader state saw it; "none" has none */
+	assert_int_equal(rcu_misuse_count(RCU_MISUSE_UNBALANCED), seen + 2);
+#else
+	(void)seen;
+#endif
+	memslot_read_unlock(vm);
+	assert_int_equal(memslot_vm_stats(vm, 0, &st), 0);
+	memslot_vm_destroy(vm);
+}
+
+struct exit_ctx {
+	struct memslot_vm *vm;
+	atomic_int registered;
+	atomic_int go;
+};
+
+static void *register_and_exit(void *arg)
+{
+	struct exit_ctx *c = arg;
+
+	memslot_thread_register(c->vm);
+	memslot_read_lock(c->vm);
+	memslot_read_unlock(c->vm);
+	atomic_store(&c->registered, 1);
+	while (!atomic_load(&c->go))
+		sleep_us(1000);
+	return NULL;	/* no unregister: its VM is gone by now */
+}
+
+/* (c) The VM may be destroyed before a reader thread ends; the thread
+ * then must not unregister, and its exit drops the registration. */
+static void test_misuse_exit_after_destroy(void **state)
+{
+	size_t readers = rcu_counter_readers();
+	struct exit_ctx c;
+	pthread_t t;
+
+	(void)state;
+	for (int i = 0; i < 2; i++) {
+		c.vm = vm_with(i ? memslot_rcu_urcu_memb()
+				 : memslot_rcu_counter());
+		atomic_init(&c.registered, 0);
+		atomic_init(&c.go, 0);
+		assert_int_equal(pthread_create(&t, NULL, register_and_exit,
+						&c), 0);
+		while (!atomic_load(&c.registered))
+			sleep_us(1000);
+		memslot_vm_destroy(c.vm);
+		atomic_store(&c.go, 1);
+		pthread_join(t, NULL);
+		assert_int_equal(rcu_counter_readers(), readers);
+	}
+	/* grace periods still work with the thread gone */
+	check_waits(memslot_rcu_counter());
+	check_waits(memslot_rcu_urcu_memb());
+}
+
+struct app_ctx {
+	struct memslot_vm *vm;
+	atomic_int still_registered;
+};
+
+static void *app_registered_reader(void *arg)
+{
+	struct app_ctx *c = arg;
+
+	urcu_memb_register_thread();
+	memslot_thread_register(c->vm);
+	memslot_read_lock(c->vm);
+	memslot_read_unlock(c->vm);
+	memslot_thread_unregister(c->vm);
+	/* the application's own registration is left alone */
+	atomic_store(&c->still_registered,
+		     URCU_TLS(urcu_memb_reader).registered);
+	urcu_memb_unregister_thread();
+	return NULL;
+}
+
+/* (d) A thread the application registered with liburcu itself may also
+ * call memslot_thread_register(). */
+static void test_misuse_app_registered(void **state)
+{
+	struct app_ctx c = { .vm = vm_with(memslot_rcu_urcu_memb()) };
+	pthread_t t;
+
+	(void)state;
+	assert_int_equal(pthread_create(&t, NULL, app_registered_reader, &c),
+			 0);
+	pthread_join(t, NULL);
+	assert_int_equal(atomic_load(&c.still_registered), 1);
+	memslot_vm_destroy(c.vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -160,6 +364,10 @@ int main(void)
 		cmocka_unit_test(test_urcu_double_register),
 		cmocka_unit_test(test_counter_double_register),
 		cmocka_unit_test(test_deadlock_inside_section),
+		cmocka_unit_test(test_misuse_unregistered),
+		cmocka_unit_test(test_misuse_unbalanced),
+		cmocka_unit_test(test_misuse_exit_after_destroy),
+		cmocka_unit_test(test_misuse_app_registered),
 	};
 
 	return cmocka_run_group_tests_name("rcu", tests, NULL, NULL);

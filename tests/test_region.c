@@ -10,12 +10,16 @@
  * against a snapshot of the generations and of the whole layout, slot
  * object pointers included.
  */
+#define _POSIX_C_SOURCE 200809L	/* strerror_r() */
+
 #include <errno.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -331,6 +335,131 @@ static void test_rule3_flags_combo(void **state)
 	memslot_vm_destroy(g.vm);
 }
 
+/* A GUEST_MEMFD request of @npages at gfn @gfn bound to @fd at @off. */
+static struct memslot_region gmem_region(uint32_t slot, uint64_t gfn,
+					 uint64_t npages, uint32_t fd,
+					 uint64_t off)
+{
+	struct memslot_region r = region(slot, MEMSLOT_MEM_GUEST_MEMFD,
+					 gfn * PAGE, npages * PAGE,
+					 slot_hva(gfn));
+
+	r.guest_memfd = fd;
+	r.guest_memfd_offset = off;
+	return r;
+}
+
+static int setup_gmem(void **state)
+{
+	struct fixture *f = test_calloc(1, sizeof(*f));
+
+	memslot_config_init_x86_64(&f->cfg);
+	f->cfg.guest_memfd = true;
+	fixture_open(f);
+	*state = f;
+	return 0;
+}
+
+/* Rule 7: the guest_memfd offset is page aligned and offset + size does
+ * not wrap; checked after the hva and before the address space. */
+static void test_rule7_gmem_offset(void **state)
+{
+	struct fixture *f = *state;
+	struct memslot_region r = gmem_region(1, 16, 4, 3, PAGE + 8);
+
+	reject(f, &r, MEMSLOT_RULE_GMEM_OFFSET);
+	r.guest_memfd_offset = 0 - 2 * PAGE;	/* + 4 pages wraps */
+	reject(f, &r, MEMSLOT_RULE_GMEM_OFFSET);
+	r.guest_memfd_offset = 0 - 4 * PAGE;	/* ends exactly at 2^64 */
+	reject(f, &r, MEMSLOT_RULE_GMEM_OFFSET);
+	/* 6 before 7 */
+	r.userspace_addr += 1;
+	reject(f, &r, MEMSLOT_RULE_HVA);
+	r.userspace_addr -= 1;
+	/* 7 before 8 */
+	r.slot = 1u << 16 | 1;
+	reject(f, &r, MEMSLOT_RULE_GMEM_OFFSET);
+	/* a delete with the flag is checked too */
+	r.slot = 1;
+	r.memory_size = 0;
+	r.guest_memfd_offset = 1;
+	reject(f, &r, MEMSLOT_RULE_GMEM_OFFSET);
+	/* without the flag the fields are ignored, and not stored */
+	r = region(1, 0, 16 * PAGE, 4 * PAGE, slot_hva(16));
+	r.guest_memfd = 9;
+	r.guest_memfd_offset = 0 - PAGE + 1;
+	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
+	memslot_slot_region(f->vm, by_id(f, 0, 1), &r);
+	assert_int_equal(r.guest_memfd, 0);
+	assert_int_equal(r.guest_memfd_offset, 0);
+	/* the largest offset that still fits */
+	r = gmem_region(2, 32, 4, 3, 0 - 5 * PAGE);
+	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
+}
+
+/*
+ * Rules 13 and 14: a GUEST_MEMFD slot can only be created and deleted.
+ * Moving it with or without the flag, dropping the flag, sending its own
+ * request again, and adding the flag to a plain slot are all -EINVAL.
+ */
+static void test_rule13_gmem_immutable(void **state)
+{
+	struct fixture *f = *state;
+	struct memslot_region r = gmem_region(1, 16, 4, 7, 2 * PAGE);
+	struct memslot_region got;
+
+	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
+	memslot_slot_region(f->vm, by_id(f, 0, 1), &got);
+	assert_int_equal(got.flags, MEMSLOT_MEM_GUEST_MEMFD);
+	assert_int_equal(got.guest_memfd, 7);
+	assert_int_equal(got.guest_memfd_offset, 2 * PAGE);
+	reject(f, &r, MEMSLOT_RULE_GMEM_IMMUTABLE);	/* not a no-op */
+	r.guest_phys_addr = 64 * PAGE;
+	reject(f, &r, MEMSLOT_RULE_GMEM_IMMUTABLE);	/* move */
+	r.flags = 0;
+	reject(f, &r, MEMSLOT_RULE_MODIFY);		/* move, flag dropped */
+	r.guest_phys_addr = 16 * PAGE;
+	reject(f, &r, MEMSLOT_RULE_MODIFY);		/* flag dropped */
+	/* 13 before 14: another size too */
+	r = gmem_region(1, 16, 8, 7, 2 * PAGE);
+	reject(f, &r, MEMSLOT_RULE_GMEM_IMMUTABLE);
+	/* a plain slot cannot gain the flag */
+	add(f, 2, 100, 4);
+	r = gmem_region(2, 100, 4, 7, 0);
+	reject(f, &r, MEMSLOT_RULE_GMEM_IMMUTABLE);
+	/* deleting works, with or without the flag in the request */
+	r = region(1, 0, 0, 0, 0);
+	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
+	r = region(2, MEMSLOT_MEM_GUEST_MEMFD, 0, 0, 0);
+	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
+}
+
+/* A batch that deletes a GUEST_MEMFD slot and creates it again with the
+ * same geometry but another binding changes it: DELETE + CREATE. */
+static void test_gmem_rebind_in_batch(void **state)
+{
+	struct fixture *f = *state;
+	struct memslot_region r[2] = {
+		region(1, 0, 0, 0, 0),
+		gmem_region(1, 16, 4, 8, 4 * PAGE),
+	};
+	struct memslot_change_info ch[2];
+	struct memslot_txn_result res = { .changes = ch, .max_changes = 2 };
+	struct memslot_region got, first = gmem_region(1, 16, 4, 7, 0);
+
+	assert_int_equal(memslot_set_region(f->vm, &first, NULL), 0);
+	assert_int_equal(memslot_set_regions(f->vm, r, 2, &res), 0);
+	assert_int_equal(res.nchanges, 2);
+	assert_int_equal(ch[0].change, MEMSLOT_CHANGE_DELETE);
+	assert_int_equal(ch[0].old_region.guest_memfd, 7);
+	assert_int_equal(ch[1].change, MEMSLOT_CHANGE_CREATE);
+	assert_int_equal(ch[1].new_region.guest_memfd, 8);
+	assert_int_equal(ch[1].new_region.guest_memfd_offset, 4 * PAGE);
+	memslot_slot_region(f->vm, by_id(f, 0, 1), &got);
+	assert_int_equal(got.guest_memfd, 8);
+	assert_int_equal(got.guest_memfd_offset, 4 * PAGE);
+}
+
 static void test_rule4_size_align(void **state)
 {
 	struct fixture *f = *state;
@@ -382,7 +511,7 @@ static void test_rule6_hva(void **state)
 	memslot_vm_destroy(g.vm);
 }
 
-static void test_rule7_as_id(void **state)
+static void test_rule8_as_id(void **state)
 {
 	struct fixture *f = *state;
 	struct memslot_region r = region(1u << 16, 0, 0, PAGE, HVA);
@@ -390,12 +519,12 @@ static void test_rule7_as_id(void **state)
 	reject(f, &r, MEMSLOT_RULE_AS_ID);
 	r.slot = 0xffffu << 16;
 	reject(f, &r, MEMSLOT_RULE_AS_ID);
-	/* The internal path skips rule 2, so the id range is rule 7. */
+	/* The internal path skips rule 2, so the id range is rule 8. */
 	r.slot = X86_TOTAL_SLOTS;
 	reject_via(f, &r, true, -EINVAL, MEMSLOT_RULE_AS_ID);
 }
 
-static void test_rule8_gpa_wrap(void **state)
+static void test_rule9_gpa_wrap(void **state)
 {
 	struct fixture *f = *state;
 	/* A sum of exactly 2^64 counts as wrapping. */
@@ -407,7 +536,7 @@ static void test_rule8_gpa_wrap(void **state)
 	reject(f, &r, MEMSLOT_RULE_GPA_WRAP);
 }
 
-static void test_rule9_too_large(void **state)
+static void test_rule10_too_large(void **state)
 {
 	struct fixture *f = *state;
 	const uint64_t max_pages = (1ull << 31) - 1;
@@ -421,7 +550,7 @@ static void test_rule9_too_large(void **state)
 	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
 }
 
-static void test_rule10_delete_missing(void **state)
+static void test_rule11_delete_missing(void **state)
 {
 	struct fixture *f = *state;
 	struct memslot_region r = region(3, 0, 0, 0, HVA);
@@ -431,7 +560,7 @@ static void test_rule10_delete_missing(void **state)
 	reject(f, &r, MEMSLOT_RULE_DELETE_MISSING);
 }
 
-static void test_rule11_modify(void **state)
+static void test_rule14_modify(void **state)
 {
 	struct fixture *f = *state;
 	struct memslot_region r = region(0, 0, 0x100 * PAGE, 4 * PAGE,
@@ -453,7 +582,7 @@ static void test_rule11_modify(void **state)
 	reject(f, &r, MEMSLOT_RULE_MODIFY);
 }
 
-static void test_rule12_noop(void **state)
+static void test_rule15_noop(void **state)
 {
 	struct fixture *f = *state;
 	struct memslot_region r = region(0, MEMSLOT_MEM_LOG_DIRTY_PAGES,
@@ -471,7 +600,7 @@ static void test_rule12_noop(void **state)
 	snap_equal(&before, &after);
 }
 
-static void test_rule13_overlap(void **state)
+static void test_rule16_overlap(void **state)
 {
 	struct fixture *f = *state;
 	struct memslot_region r = region(1, 0, 0x103 * PAGE, 4 * PAGE, HVA);
@@ -488,7 +617,7 @@ static void test_rule13_overlap(void **state)
 	add(f, 2, 0x104, 4);
 }
 
-static void test_rule14_max_gfn(void **state)
+static void test_rule17_max_gfn(void **state)
 {
 	struct fixture *f = *state;
 	const uint64_t max_gfn = (1ull << 40) - 1;
@@ -501,8 +630,8 @@ static void test_rule14_max_gfn(void **state)
 	assert_int_equal(gen(f, 0), 1);
 }
 
-/* A MOVE fails rule 14 after its INVALID swap: +2, layout unchanged. */
-static void test_rule14_move(void **state)
+/* A MOVE fails rule 17 after its INVALID swap: +2, layout unchanged. */
+static void test_rule17_move(void **state)
 {
 	struct fixture *f = *state;
 	const uint64_t max_gfn = (1ull << 40) - 1;
@@ -538,27 +667,27 @@ static void test_check_order(void **state)
 	/* 2 before 4. */
 	r = region(X86_USER_SLOTS, MEMSLOT_MEM_READONLY, 0, PAGE + 1, HVA);
 	reject(f, &r, MEMSLOT_RULE_ID_USER);
-	/* 4 before 5, 5 before 6, 6 before 7. */
+	/* 4 before 5, 5 before 6, 6 before 8. */
 	r = region(1u << 16, 0, 1, PAGE + 1, HVA + 1);
 	reject(f, &r, MEMSLOT_RULE_SIZE_ALIGN);
 	r.memory_size = PAGE;
 	reject(f, &r, MEMSLOT_RULE_GPA_ALIGN);
 	r.guest_phys_addr = 0;
 	reject(f, &r, MEMSLOT_RULE_HVA);
-	/* 7 before 8, 8 before 9. */
+	/* 8 before 9, 9 before 10. */
 	r = region(1u << 16, 0, 0 - PAGE, PAGE, HVA);
 	reject(f, &r, MEMSLOT_RULE_AS_ID);
 	r = region(0, 0, 0 - PAGE, (1ull << 31) * PAGE, 0);
 	reject(f, &r, MEMSLOT_RULE_GPA_WRAP);
-	/* A delete still runs rules 1-9 on every field. */
+	/* A delete still runs rules 1-10 on every field. */
 	r = region(5, 0, 0, 0, HVA + 1);
 	reject(f, &r, MEMSLOT_RULE_HVA);
-	/* 11 before 13: a modify that also overlaps another slot. */
+	/* 14 before 16: a modify that also overlaps another slot. */
 	add(f, 0, 0x100, 4);
 	add(f, 1, 0x200, 4);
 	r = region(0, 0, 0x200 * PAGE, 4 * PAGE, HVA + PAGE);
 	reject(f, &r, MEMSLOT_RULE_MODIFY);
-	/* 13 before 14: overlapping and beyond the max gfn. */
+	/* 16 before 17: overlapping and beyond the max gfn. */
 	add(f, 2, (1ull << 40) - 4, 4);
 	r = region(3, 0, ((1ull << 40) - 2) * PAGE, 4 * PAGE, HVA);
 	reject(f, &r, MEMSLOT_RULE_OVERLAP);
@@ -906,11 +1035,16 @@ static void test_stats(void **state)
 static void test_messages(void **state)
 {
 	const int errs[] = { 0, -EINVAL, -EEXIST, -ENOENT, -ENOMEM, -EFAULT,
-			     -EROFS, -EBUSY, -ENOSPC };
-	const char *unknown = memslot_strerror(-12345);
+			     -EROFS, -EBUSY, -EDEADLK, -ENOSPC };
+	const char *unknown;
+	char unknown_err[128];
 
 	(void)state;
-	assert_non_null(unknown);
+	/* the C library's text lives in a per-thread buffer: keep a copy */
+	assert_non_null(memslot_strerror(-12345));
+	snprintf(unknown_err, sizeof(unknown_err), "%s",
+		 memslot_strerror(-12345));
+	unknown = unknown_err;
 	for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
 		const char *m = memslot_strerror(errs[i]);
 
@@ -932,6 +1066,53 @@ static void test_messages(void **state)
 			assert_string_not_equal(m,
 				memslot_rule_str((enum memslot_rule)j));
 	}
+}
+
+/*
+ * Errors the library gives no meaning of its own get the C library's
+ * text; the library's own texts say only what is true for every call that
+ * returns them.
+ */
+static void test_messages_errno(void **state)
+{
+	const int errs[] = { -EPERM, -EINVAL, -EIO, -EAGAIN, -ENOTSUP };
+	char want[128];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+		assert_int_equal(strerror_r(-errs[i], want, sizeof(want)), 0);
+		assert_string_equal(memslot_strerror(errs[i]), want);
+	}
+	/* -EBUSY also comes from the queries, which change no slot */
+	assert_null(strstr(memslot_strerror(-EBUSY), "change"));
+	assert_non_null(strstr(memslot_strerror(-EDEADLK), "deadlock"));
+	assert_non_null(strstr(memslot_strerror(-EEXIST), "overlap"));
+	assert_non_null(memslot_strerror(INT_MIN));
+	assert_non_null(memslot_strerror(5));
+}
+
+/* The rule numbers the header, the docs and the tests use are the enum
+ * values, in check order (doc/design.md). */
+static void test_rule_numbers(void **state)
+{
+	static const enum memslot_rule order[] = {
+		MEMSLOT_RULE_OK, MEMSLOT_RULE_FLAGS_UNKNOWN,
+		MEMSLOT_RULE_ID_USER, MEMSLOT_RULE_FLAGS_COMBO,
+		MEMSLOT_RULE_SIZE_ALIGN, MEMSLOT_RULE_GPA_ALIGN,
+		MEMSLOT_RULE_HVA, MEMSLOT_RULE_GMEM_OFFSET, MEMSLOT_RULE_AS_ID,
+		MEMSLOT_RULE_GPA_WRAP, MEMSLOT_RULE_TOO_LARGE,
+		MEMSLOT_RULE_DELETE_MISSING, MEMSLOT_RULE_PAGES_OVERFLOW,
+		MEMSLOT_RULE_GMEM_IMMUTABLE, MEMSLOT_RULE_MODIFY,
+		MEMSLOT_RULE_NOOP, MEMSLOT_RULE_OVERLAP, MEMSLOT_RULE_MAX_GFN,
+		MEMSLOT_RULE_NOMEM, MEMSLOT_RULE_PREPARE, MEMSLOT_RULE_BUSY,
+	};
+
+	(void)state;
+	assert_int_equal(sizeof(order) / sizeof(order[0]), MEMSLOT_RULE_COUNT);
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+		assert_int_equal(order[i], i);
+	assert_int_equal(MEMSLOT_RULE_PAGES_OVERFLOW, 12);
+	assert_int_equal(MEMSLOT_RULE_OVERLAP, 16);
 }
 
 static void test_null_arguments(void **state)
@@ -980,8 +1161,8 @@ static void test_txn_flags_then_delete(void **state)
 }
 
 /*
- * Rule 14 is the arch's prepare step, for a batch as for one request: it
- * runs after rules 1-13 of every request, so a later overlap is reported
+ * Rule 17 is the arch's prepare step, for a batch as for one request: it
+ * runs after rules 1-16 of every request, so a later overlap is reported
  * first, and the failed batch changes nothing.
  */
 static void test_txn_max_gfn_after_layout_rules(void **state)
@@ -990,8 +1171,8 @@ static void test_txn_max_gfn_after_layout_rules(void **state)
 	const uint64_t max_gfn = (1ull << 40) - 1;
 	struct memslot_region r[3] = {
 		region(0, 0, 0, 0, 0),				/* delete */
-		region(2, 0, max_gfn * PAGE, 2 * PAGE, HVA),	/* rule 14 */
-		region(3, 0, 0x200 * PAGE, PAGE, HVA),		/* rule 13 */
+		region(2, 0, max_gfn * PAGE, 2 * PAGE, HVA),	/* rule 17 */
+		region(3, 0, 0x200 * PAGE, PAGE, HVA),		/* rule 16 */
 	};
 	struct memslot_txn_result res = { 0 };
 	struct snap before, after;
@@ -1008,7 +1189,7 @@ static void test_txn_max_gfn_after_layout_rules(void **state)
 }
 
 /*
- * A batch that deletes or moves and then fails rule 14 behaves as a
+ * A batch that deletes or moves and then fails rule 17 behaves as a
  * single MOVE beyond the max gfn: INVALID phase, flush, restore, +2.
  */
 static void test_txn_max_gfn_like_single_move(void **state)
@@ -1017,7 +1198,7 @@ static void test_txn_max_gfn_like_single_move(void **state)
 	const uint64_t max_gfn = (1ull << 40) - 1;
 	struct memslot_region r[2] = {
 		region(0, 0, 0, 0, 0),				/* delete */
-		region(2, 0, max_gfn * PAGE, 2 * PAGE, HVA),	/* rule 14 */
+		region(2, 0, max_gfn * PAGE, 2 * PAGE, HVA),	/* rule 17 */
 	};
 	struct memslot_txn_result res = { 0 };
 	struct snap before, after;
@@ -1049,11 +1230,11 @@ int main(void)
 		T(test_rule1_flags_unknown), T(test_rule2_id_user),
 		T(test_rule3_flags_combo), T(test_rule4_size_align),
 		T(test_rule5_gpa_align), T(test_rule6_hva),
-		T(test_rule7_as_id), T(test_rule8_gpa_wrap),
-		T(test_rule9_too_large), T(test_rule10_delete_missing),
-		T(test_rule11_modify), T(test_rule12_noop),
-		T(test_rule13_overlap), T(test_rule14_max_gfn),
-		T(test_rule14_move), T(test_check_order),
+		T(test_rule8_as_id), T(test_rule9_gpa_wrap),
+		T(test_rule10_too_large), T(test_rule11_delete_missing),
+		T(test_rule14_modify), T(test_rule15_noop),
+		T(test_rule16_overlap), T(test_rule17_max_gfn),
+		T(test_rule17_move), T(test_check_order),
 		T(test_change_kinds), T(test_user_data),
 		cmocka_unit_test_setup_teardown(test_two_address_spaces,
 						setup_two_as, teardown),
@@ -1062,7 +1243,14 @@ int main(void)
 		T(test_fill_all_ids),
 		cmocka_unit_test_setup_teardown(test_unbounded_profile,
 						setup_unbounded, teardown),
-		T(test_lowest_free_id), T(test_stats), T(test_messages),
+		cmocka_unit_test_setup_teardown(test_rule7_gmem_offset,
+						setup_gmem, teardown),
+		cmocka_unit_test_setup_teardown(test_rule13_gmem_immutable,
+						setup_gmem, teardown),
+		cmocka_unit_test_setup_teardown(test_gmem_rebind_in_batch,
+						setup_gmem, teardown),
+		T(test_lowest_free_id), T(test_stats), T(test_messages), T(test_messages_errno),
+		T(test_rule_numbers),
 		T(test_null_arguments), T(test_txn_flags_then_delete),
 		T(test_txn_max_gfn_after_layout_rules),
 		T(test_txn_max_gfn_like_single_move),

@@ -673,6 +673,29 @@ static void test_change_list_truncated(void **state)
 	fixture_free(f);
 }
 
+/*
+ * A NULL change list with a non-zero max_changes counts as an empty list:
+ * the batch goes through, nchanges is reported, nothing is written.
+ */
+static void test_change_list_null(void **state)
+{
+	struct fixture *f = fixture_new(1);
+	struct memslot_region r[] = {
+		reg(0, 7, 0x700, 0x10, HVA, 0),
+		del(1),
+	};
+	const struct shape want[] = { { 7, 0x700, 0x10, HVA, 0 } };
+	struct memslot_txn_result res = { .changes = NULL, .max_changes = 4 };
+
+	(void)state;
+	add(f, 1, 0x100, 0x10, HVA);
+	assert_int_equal(memslot_set_regions(f->vm, r, NELEM(r), &res), 0);
+	assert_int_equal(res.rule, MEMSLOT_RULE_OK);
+	assert_int_equal(res.nchanges, 2);
+	assert_active(f, want, NELEM(want));
+	fixture_free(f);
+}
+
 static void test_generation_steps(void **state)
 {
 	struct fixture *f = fixture_new(2);
@@ -764,6 +787,7 @@ int main(void)
 		cmocka_unit_test(test_allocation_failure),
 		cmocka_unit_test(test_change_list),
 		cmocka_unit_test(test_change_list_truncated),
+		cmocka_unit_test(test_change_list_null),
 		cmocka_unit_test(test_generation_steps),
 		cmocka_unit_test(test_two_address_spaces),
 		cmocka_unit_test(test_empty_batch),

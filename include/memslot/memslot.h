@@ -71,8 +71,11 @@ enum memslot_change {
 /**
  * enum memslot_rule - which validation rule decided a set-region verdict
  *
- * The numbering follows the order in which the rules are checked, which is
- * the order KVM checks them in.  MEMSLOT_RULE_OK means every check passed.
+ * Each rule's number is its value, shown in the comment beside it; the
+ * header, the docs and the tests all use these numbers.  Rules 1-17 are
+ * numbered in the order they are checked, which is the order KVM checks
+ * them in (doc/design.md has the table); 18-20 are the library's own
+ * outcomes.  MEMSLOT_RULE_OK means every check passed.
  */
 enum memslot_rule {
 	MEMSLOT_RULE_OK = 0,
@@ -82,18 +85,22 @@ enum memslot_rule {
 	MEMSLOT_RULE_SIZE_ALIGN,	/*  4 memory_size not page aligned */
 	MEMSLOT_RULE_GPA_ALIGN,		/*  5 guest_phys_addr not aligned */
 	MEMSLOT_RULE_HVA,		/*  6 hva unaligned, tagged or too high */
-	MEMSLOT_RULE_AS_ID,		/*  7 address space or id out of range */
-	MEMSLOT_RULE_GPA_WRAP,		/*  8 gpa + size wraps */
-	MEMSLOT_RULE_TOO_LARGE,		/*  9 more pages than a slot may have */
-	MEMSLOT_RULE_DELETE_MISSING,	/* 10 delete of a slot that is absent */
-	MEMSLOT_RULE_PAGES_OVERFLOW,	/* 10b total page count would wrap */
-	MEMSLOT_RULE_MODIFY,		/* 11 modify changes hva/npages/RO */
-	MEMSLOT_RULE_NOOP,		/* 12 nothing to change (returns 0) */
-	MEMSLOT_RULE_OVERLAP,		/* 13 gfn range overlaps another slot */
-	MEMSLOT_RULE_MAX_GFN,		/* 14 last gfn beyond the MMU's max */
-	MEMSLOT_RULE_NOMEM,		/* 15 allocation failure */
-	MEMSLOT_RULE_PREPARE,		/*    consumer prepare callback failed */
-	MEMSLOT_RULE_BUSY,		/*    writer called inside a read section */
+	MEMSLOT_RULE_GMEM_OFFSET,	/*  7 guest_memfd_offset unaligned or
+					 *    offset + size wraps */
+	MEMSLOT_RULE_AS_ID,		/*  8 address space or id out of range */
+	MEMSLOT_RULE_GPA_WRAP,		/*  9 gpa + size wraps */
+	MEMSLOT_RULE_TOO_LARGE,		/* 10 more pages than a slot may have */
+	MEMSLOT_RULE_DELETE_MISSING,	/* 11 delete of a slot that is absent */
+	MEMSLOT_RULE_PAGES_OVERFLOW,	/* 12 create: total page count wraps */
+	MEMSLOT_RULE_GMEM_IMMUTABLE,	/* 13 modify with GUEST_MEMFD set */
+	MEMSLOT_RULE_MODIFY,		/* 14 modify changes hva, npages,
+					 *    READONLY or GUEST_MEMFD */
+	MEMSLOT_RULE_NOOP,		/* 15 nothing to change (returns 0) */
+	MEMSLOT_RULE_OVERLAP,		/* 16 gfn range overlaps another slot */
+	MEMSLOT_RULE_MAX_GFN,		/* 17 last gfn beyond the MMU's max */
+	MEMSLOT_RULE_NOMEM,		/* 18 allocation failure */
+	MEMSLOT_RULE_PREPARE,		/* 19 consumer prepare callback failed */
+	MEMSLOT_RULE_BUSY,		/* 20 writer called in a read section */
 	MEMSLOT_RULE_COUNT
 };
 
@@ -107,6 +114,19 @@ enum memslot_rule {
  * @user_data: opaque pointer stored in a created slot (a VMM's RAM block,
  *	fd or NUMA node); a moved or flags-changed slot keeps its old value,
  *	because its backing memory cannot change.  Ignored on delete.
+ * @guest_memfd_offset: with MEMSLOT_MEM_GUEST_MEMFD, the slot's offset in
+ *	the guest_memfd file (KVM_SET_USER_MEMORY_REGION2); ignored without
+ * @guest_memfd: with MEMSLOT_MEM_GUEST_MEMFD, the guest_memfd file
+ *	descriptor; ignored without
+ *
+ * The library never uses the guest_memfd descriptor: it stores it and the
+ * offset in a slot created with MEMSLOT_MEM_GUEST_MEMFD (zero for other
+ * slots), returns them from memslot_slot_region(), and checks only what
+ * KVM checks without looking at the file: the offset must be page aligned
+ * and offset + memory_size must not wrap (rule 7).  That the descriptor is
+ * a guest_memfd of the right VM and that the range fits in the file is
+ * for KVM, or the VMM, to decide.  A GUEST_MEMFD slot cannot be modified,
+ * only deleted (rules 13 and 14).
  */
 struct memslot_region {
 	uint32_t slot;
@@ -115,6 +135,8 @@ struct memslot_region {
 	uint64_t memory_size;
 	uint64_t userspace_addr;
 	void *user_data;
+	uint64_t guest_memfd_offset;
+	uint32_t guest_memfd;
 };
 
 /**
@@ -201,14 +223,23 @@ void memslot_config_init_unbounded(struct memslot_config *cfg);
 
 /**
  * memslot_vm_create() - create a VM's slot sets
- * @cfg: profile and hooks; copied, and @cfg->alloc, @cfg->rcu and
- *	@cfg->callbacks must outlive the VM
+ * @cfg: profile and hooks
  * @out: receives the VM
+ *
+ * @cfg and the structs it points to (@cfg->alloc, @cfg->rcu,
+ * @cfg->callbacks) are copied at create time and never read again: the
+ * caller may free or change them afterwards (the contexts their @ctx
+ * fields name must still outlive the VM).  Each struct's @size field says
+ * how much of it the caller has: the library reads no byte beyond it,
+ * fields the caller's version lacks read as zero, and a larger @size from
+ * a newer caller is accepted and its extra fields ignored.
  *
  * Return: 0; -EINVAL for a config that is out of range (page_shift outside
  * 9..30, nr_as 0 or above 256, id_bits 0 or above 32, user_slots above
- * total_slots, ids that do not fit in id_bits, a @cfg->size smaller than
- * the first version of the struct); -ENOMEM.
+ * total_slots, ids that do not fit in id_bits), for a struct whose @size
+ * is below its first version (the config up to @max_gfn, the others up to
+ * their last function pointer), for a NULL @malloc, @free, @read_lock,
+ * @read_unlock or @synchronize hook; -ENOMEM.
  */
 int memslot_vm_create(const struct memslot_config *cfg,
 		      struct memslot_vm **out);
@@ -235,7 +266,7 @@ void memslot_vm_destroy(struct memslot_vm *vm);
  *
  * Context: any thread outside a read section of @vm; writers serialise on
  * the VM's writer lock.
- * Return: 0; -EINVAL (rules 1-11 and 14); -EEXIST (overlap); -ENOMEM;
+ * Return: 0; -EINVAL (rules 1-14 and 17); -EEXIST (rule 16); -ENOMEM;
  * -EBUSY when called from inside a read section (debug builds); the
  * prepare hook's error.
  */
@@ -274,8 +305,9 @@ struct memslot_change_info {
  * @failed: on failure, the index of the request that failed, or the request
  *	count when the failure belongs to the whole batch (out of memory)
  * @rule: the rule that decided (MEMSLOT_RULE_OK on success)
- * @changes: caller's array for the net changes, or NULL
- * @max_changes: entries in @changes
+ * @changes: caller's array for the net changes, or NULL for none
+ * @max_changes: entries in @changes; ignored (taken as 0) when @changes
+ *	is NULL
  * @nchanges: receives the number of net changes (may exceed @max_changes;
  *	only the first @max_changes are stored)
  * @ticket: receives, from memslot_set_regions_deferred(), the ticket to
@@ -444,7 +476,14 @@ int memslot_listener_unregister(struct memslot_vm *vm,
  * memslot_strerror() - a message for an error this library returns
  * @err: a negative errno returned by a libmemslot function
  *
- * Return: a static string; never NULL.
+ * Errors with one meaning wherever the library returns them (-EEXIST,
+ * -ENOENT, -ENOMEM, -EFAULT, -EROFS, -EBUSY, -EDEADLK, -ENOSPC) get the
+ * library's text; every other errno, -EINVAL included (use
+ * memslot_rule_str() for the rule behind a set-region -EINVAL) and a
+ * prepare hook's own errors, gets the C library's strerror text.
+ * Context: any thread; thread-safe.
+ * Return: never NULL; a static string, or one in a per-thread buffer that
+ * the thread's next call overwrites.
  */
 const char *memslot_strerror(int err);
 
@@ -465,14 +504,21 @@ const char *memslot_rule_str(enum memslot_rule rule);
  * Needed by backends that track readers (liburcu, counter); a no-op for
  * the others.  A thread reading several VMs registers with each; the
  * backend counts, so only the first registration and the matching last
- * unregistration reach it.
+ * unregistration reach it.  A thread the application has already
+ * registered with liburcu (urcu_memb_register_thread()) may call this too:
+ * the library then leaves liburcu's registration to the application.
+ * Registration belongs to the thread, not to @vm: whatever a thread still
+ * holds when it exits is dropped then.
  * Context: outside a read section.
  */
 void memslot_thread_register(struct memslot_vm *vm);
 
 /**
  * memslot_thread_unregister() - undo memslot_thread_register()
- * @vm: the VM
+ * @vm: the VM, which must still exist
+ *
+ * Call it before memslot_vm_destroy(@vm), or not at all: a thread that
+ * exits without unregistering is unregistered at its exit.
  */
 void memslot_thread_unregister(struct memslot_vm *vm);
 
@@ -481,13 +527,18 @@ void memslot_thread_unregister(struct memslot_vm *vm);
  * @vm: the VM
  *
  * Slots returned by lookups stay valid until the matching unlock.  Sections
- * nest.  Enter once per batch of lookups, not per lookup.
+ * nest.  Enter once per batch of lookups, not per lookup.  A thread that
+ * did not call memslot_thread_register() is registered here, until it
+ * exits (builds without NDEBUG say so once on stderr).
  */
 void memslot_read_lock(struct memslot_vm *vm);
 
 /**
  * memslot_read_unlock() - leave a read-side section
  * @vm: the VM
+ *
+ * An unlock with no section open is ignored (builds without NDEBUG say so
+ * once on stderr).
  */
 void memslot_read_unlock(struct memslot_vm *vm);
 
@@ -682,9 +733,14 @@ void *memslot_slot_user_data(const struct memslot_slot *slot);
 
 /**
  * memslot_slot_region() - the request that would recreate @slot
- * @vm: the VM (for the id encoding and page size)
+ * @vm: the VM @slot belongs to; its id_bits encode the slot argument
  * @slot: the slot
  * @region: receives slot, flags (user bits only), addresses and user data
+ *
+ * @vm must be the VM whose lookup returned @slot: the library does not
+ * check it, and another VM's id_bits would encode a different slot
+ * argument (the addresses would still be right).
+ * Context: inside the read section @slot came from, or on the writer.
  */
 void memslot_slot_region(const struct memslot_vm *vm,
 			 const struct memslot_slot *slot,
