@@ -5,7 +5,7 @@
 # prepared one.  Installs missing packages (needs root for apt-get), then
 #   gcc       gcc build, -Werror: suites unit, abi, kvm, stress
 #   clang     clang build, -Werror: suite unit
-#   asan      clang, AddressSanitizer + UBSan: suites unit, stress, kvm
+#   asan      clang, AddressSanitizer + UBSan: suites unit, abi, stress, kvm
 #   tsan      gcc, ThreadSanitizer: suite stress
 #   valgrind  gcc, every unit test under valgrind
 #   fuzz      libFuzzer (clang, ASan+UBSan): seed corpus, then FUZZ_SECONDS
@@ -177,14 +177,14 @@ if want clang; then
 fi
 
 if want asan; then
-	section_start "clang ASan+UBSan: suites unit stress kvm"
+	section_start "clang ASan+UBSan: suites unit abi stress kvm"
 	if CC=clang CXX=clang++ configure asan --buildtype=debug \
 		-Db_sanitize=address,undefined -Db_lundef=false -Dbench=false; then
 		test_wrap=("${no_aslr[@]}")
 		run_suites asan \
 			ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 			UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-			-- unit stress kvm -- --timeout-multiplier 3
+			-- unit abi stress kvm -- --timeout-multiplier 3
 		test_wrap=()
 	fi
 	section_end asan
