@@ -7,7 +7,7 @@
 #   bench/callgrind.sh [BUILD_DIR]
 #
 # Builds bench/lookup_count in BUILD_DIR (default /tmp/memslot-callgrind,
-# release, -Dsimd=portable: valgrind cannot run AVX-512) unless it exists,
+# release, -Dbench=true) unless it exists,
 # then runs it under callgrind with --toggle-collect on the lookup function,
 # so that only the lookups' own instructions are counted, and prints the
 # count divided by the number of lookups for:
@@ -24,7 +24,7 @@ count=${COUNT:-200000}
 max_hit=${MAX_HIT_IR:-25}
 
 if [ ! -x "$build/bench/lookup_count" ]; then
-	meson setup "$build" "$src" --buildtype=release -Dsimd=portable \
+	meson setup "$build" "$src" --buildtype=release -Dbench=true \
 		-Dtests=disabled -Dexamples=false >/dev/null
 fi
 meson compile -C "$build" bench/lookup_count >/dev/null

@@ -161,7 +161,9 @@ echo "build directories under $BUILD_ROOT"
 
 if want gcc; then
 	section_start "gcc: build, suites unit abi kvm stress"
-	if CC=gcc CXX=g++ configure gcc --buildtype=debugoptimized; then
+	# The bench section below runs its smoke test in this build.
+	if CC=gcc CXX=g++ configure gcc --buildtype=debugoptimized \
+		-Dbench=true; then
 		run_suites gcc -- unit abi kvm stress
 	fi
 	section_end gcc
