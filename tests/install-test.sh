@@ -6,7 +6,9 @@
 # Installs the build into a scratch DESTDIR and builds PROGRAM.c the way a
 # user of the installed library would: flags from pkg-config only, the
 # shared library found at run time through LD_LIBRARY_PATH.  Then links the
-# static archive too.  Any failing step fails the test.
+# static archive too, and builds it once more with CMake through
+# find_package(libmemslot) (skipped when cmake is not installed).  Any
+# failing step fails the test.
 #
 # Environment (tests/meson.build sets them from the build):
 #   CC                    the build's C compiler (default cc)
@@ -116,4 +118,72 @@ if has_static; then
 			fail "static and shared builds print different output"
 	fi
 fi
-echo "PASS: installed headers, pkg-config file and $kind library work"
+
+# cmake_consumer: a CMake project that finds the installed package and
+# builds PROGRAM.c against libmemslot::memslot (and the static target).
+cmake_consumer() {
+	local src=$destdir/cmake-src bld=$destdir/cmake-build
+
+	mkdir -p "$src"
+	cp "$program" "$src/prog.c"
+	cat >"$src/CMakeLists.txt" <<'CMAKE'
+cmake_minimum_required(VERSION 3.13)
+project(memslot_consumer C)
+set(CMAKE_C_STANDARD 11)
+# A newer major version than the one installed must be refused.
+find_package(libmemslot 99 QUIET)
+if(libmemslot_FOUND)
+  message(FATAL_ERROR "find_package(libmemslot 99) accepted version ${libmemslot_VERSION}")
+endif()
+find_package(libmemslot 0.1 REQUIRED)
+message(STATUS "libmemslot ${libmemslot_VERSION} from ${libmemslot_DIR}")
+add_executable(prog prog.c)
+target_link_libraries(prog PRIVATE libmemslot::memslot)
+if(TARGET libmemslot::memslot_static)
+  add_executable(prog-static prog.c)
+  target_link_libraries(prog-static PRIVATE libmemslot::memslot_static)
+endif()
+CMAKE
+	# CC may start with a launcher such as ccache; CMake wants the compiler.
+	cmake -S "$src" -B "$bld" -G Ninja -DCMAKE_PREFIX_PATH="$root" \
+		-DCMAKE_C_COMPILER="${cc##* }" \
+		-DCMAKE_C_FLAGS="-Wall -Wextra -Werror ${san_flags[*]}" \
+		-DCMAKE_EXE_LINKER_FLAGS="${san_flags[*]}" >"$destdir/cmake.log" ||
+		{ cat "$destdir/cmake.log"; fail "cmake could not configure the consumer"; }
+	grep 'libmemslot' "$destdir/cmake.log"
+	grep -qF "$libpath/cmake/libmemslot" "$destdir/cmake.log" ||
+		fail "find_package did not use the installed package"
+	cmake --build "$bld" >"$destdir/cmake-build.log" ||
+		{ cat "$destdir/cmake-build.log"; fail "the CMake consumer does not build"; }
+
+	if has_shared; then
+		uses_installed_so "$bld/prog" ||
+			fail "the CMake-built program does not use the installed libmemslot.so.0"
+	fi
+	LD_LIBRARY_PATH=$libpath "$bld/prog" >"$destdir/out.cmake"
+	if has_static; then
+		[ -x "$bld/prog-static" ] || fail "no libmemslot::memslot_static target"
+		"$bld/prog-static" >"$destdir/out.cmake-static"
+		cmp -s "$destdir/out.cmake" "$destdir/out.cmake-static" ||
+			fail "CMake static and shared builds print different output"
+	fi
+	for out in "$destdir"/out.shared "$destdir"/out.static; do
+		[ ! -f "$out" ] || cmp -s "$out" "$destdir/out.cmake" ||
+			fail "the CMake build prints other output than the pkg-config one"
+	done
+	echo "ok"
+}
+
+if command -v cmake >/dev/null; then
+	step "build it with CMake: find_package(libmemslot), libmemslot::memslot"
+	[ -f "$libpath/cmake/libmemslot/libmemslotConfig.cmake" ] ||
+		fail "no libmemslotConfig.cmake installed"
+	[ -f "$libpath/cmake/libmemslot/libmemslotConfigVersion.cmake" ] ||
+		fail "no libmemslotConfigVersion.cmake installed"
+	cmake_consumer
+	cmake_note="CMake package"
+else
+	echo "--- SKIP the CMake consumer: cmake is not installed"
+	cmake_note="(CMake not checked)"
+fi
+echo "PASS: installed headers, pkg-config file, $cmake_note and library ($kind) work"
