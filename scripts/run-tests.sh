@@ -8,8 +8,9 @@
 #   asan      clang, AddressSanitizer + UBSan: suites unit, abi, stress, kvm
 #   tsan      gcc, ThreadSanitizer: suite stress
 #   valgrind  gcc, every unit test under valgrind
-#   fuzz      libFuzzer (clang, ASan+UBSan): seed corpus, then FUZZ_SECONDS
-#             (default 60) of fuzzing against the reference model
+#   fuzz      libFuzzer (clang, ASan+UBSan, meson's fuzz/fuzz_ops): seed
+#             corpus, then FUZZ_SECONDS (default 60) of fuzzing against the
+#             reference model
 #   bench     a quick benchmark smoke run, when bench/ defines benchmarks
 # and ends with "run-tests: N passed, M failed, K skipped"; exits non-zero
 # if any build or test failed.  Later sections run even if one fails.
@@ -216,7 +217,13 @@ fi
 
 if want fuzz; then
 	section_start "fuzz: seed corpus + ${FUZZ_SECONDS:-60} s libFuzzer"
-	if sh fuzz/run.sh "${FUZZ_SECONDS:-60}" "$BUILD_ROOT/fuzz"; then
+	# A meson build with -Dfuzz=enabled, made afresh like the others;
+	# fuzz/run.sh then finds it built.
+	rm -rf "$BUILD_ROOT/fuzz"
+	if ! CC_FUZZ=clang JOBS=$JOBS sh fuzz/build.sh "$BUILD_ROOT/fuzz"; then
+		failed=$((failed + 1))
+		problems+=("build fuzz")
+	elif sh fuzz/run.sh "${FUZZ_SECONDS:-60}" "$BUILD_ROOT/fuzz"; then
 		passed=$((passed + 1))
 	else
 		failed=$((failed + 1))
