@@ -7,9 +7,8 @@
 #   bench/callgrind.sh [BUILD_DIR]
 #
 # Builds bench/lookup_count in BUILD_DIR (default /tmp/memslot-callgrind,
-# release; the library has no vector code, so valgrind runs the production
-# path) unless it exists,
-# then runs it under callgrind with --toggle-collect on the lookup function,
+# release, -Dbench=true; the library has no vector code, so valgrind runs
+# the production path) unless it exists,# then runs it under callgrind with --toggle-collect on the lookup function,
 # so that only the lookups' own instructions are counted, and prints the
 # count divided by the number of lookups for:
 #   the per-vCPU cache hit (memslot_vcpu_gfn_to_slot)

@@ -102,7 +102,8 @@ def sh(cmd, **kw):
 def build(build_dir):
     if not os.path.exists(os.path.join(build_dir, "build.ninja")):
         sh(["meson", "setup", build_dir, SRC, "--buildtype=release",
-            "-Db_sanitize=none", "-Dtests=disabled", "-Dexamples=false"])
+            "-Db_sanitize=none", "-Dtests=disabled", "-Dexamples=false",
+            "-Dbench=true"])
     sh(["meson", "compile", "-C", build_dir, "bench/bench_memslots",
         "bench/lookup_count"])
     return os.path.join(build_dir, "bench", "bench_memslots")

@@ -1,8 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# fuzz/run.sh SECONDS [BUILD_DIR]: build the harness if it is missing or
-# older than its sources, replay the seed corpus (every input once), then
-# fuzz for at most SECONDS on one worker with a 2 GiB RSS cap.  New inputs
+# fuzz/run.sh SECONDS [BUILD_DIR]: build the harness with meson through
+# fuzz/build.sh (BUILD_DIR is set up on first use; later runs rebuild what
+# changed), replay the seed corpus (every input once), then fuzz for at
+# most SECONDS on one worker with a 2 GiB RSS cap.  New inputs
 # go to BUILD_DIR/corpus (the seeds in fuzz/corpus are only read), crashes
 # to BUILD_DIR/crash-*.  Extra libFuzzer flags may be given in FUZZ_ARGS.
 set -eu
@@ -10,17 +11,7 @@ set -eu
 secs=${1:?usage: fuzz/run.sh SECONDS [BUILD_DIR]}
 out=${2:-/tmp/memslot-fuzz}
 here=$(cd "$(dirname "$0")" && pwd)
-bin=$out/fuzz_ops
-
-stale() {
-	[ ! -x "$bin" ] && return 0
-	[ -n "$(find "$here/.." -path "$here/../.git" -prune -o \
-		\( -name '*.[ch]' -newer "$bin" \) -print | head -n 1)" ]
-}
-
-if stale; then
-	"$here/build.sh" "$out" >/dev/null
-fi
+bin=$("$here/build.sh" "$out")
 mkdir -p "$out/corpus"
 echo "replaying $(ls "$here/corpus" | wc -l) seed inputs"
 "$bin" -rss_limit_mb=2048 "$here"/corpus/*

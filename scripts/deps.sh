@@ -37,10 +37,11 @@ ensure_packages() {
 DEMO_PACKAGES=(meson ninja-build pkg-config gcc libc6-dev liburcu-dev)
 
 # Everything scripts/run-tests.sh uses: both compilers and their sanitizer
-# runtimes, cmocka, Google Benchmark, valgrind, nm.
+# runtimes, cmocka, Google Benchmark, valgrind, nm, cmake (the install test
+# builds a find_package consumer), doxygen (the API reference).
 TEST_PACKAGES=("${DEMO_PACKAGES[@]}" g++ clang libclang-rt-14-dev
 	libcmocka-dev libbenchmark-dev valgrind python3 binutils
-	libc6-dev-arm64-cross llvm-14)
+	libc6-dev-arm64-cross llvm-14 cmake doxygen)
 
 # Optional: what the vm-memory peer of the benchmarks (bench/vm-memory)
 # needs, Debian's packaged vm-memory crate, and Debian's cargo where no

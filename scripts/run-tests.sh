@@ -5,11 +5,12 @@
 # prepared one.  Installs missing packages (needs root for apt-get), then
 #   gcc       gcc build, -Werror: suites unit, abi, kvm, stress
 #   clang     clang build, -Werror: suite unit
-#   asan      clang, AddressSanitizer + UBSan: suites unit, stress, kvm
+#   asan      clang, AddressSanitizer + UBSan: suites unit, abi, stress, kvm
 #   tsan      gcc, ThreadSanitizer: suite stress
 #   valgrind  gcc, every unit test under valgrind
-#   fuzz      libFuzzer (clang, ASan+UBSan): seed corpus, then FUZZ_SECONDS
-#             (default 60) of fuzzing against the reference model
+#   fuzz      libFuzzer (clang, ASan+UBSan, meson's fuzz/fuzz_ops): seed
+#             corpus, then FUZZ_SECONDS (default 60) of fuzzing against the
+#             reference model
 #   bench     a quick benchmark smoke run, when bench/ defines benchmarks
 # and ends with "run-tests: N passed, M failed, K skipped"; exits non-zero
 # if any build or test failed.  Later sections run even if one fails.
@@ -161,7 +162,9 @@ echo "build directories under $BUILD_ROOT"
 
 if want gcc; then
 	section_start "gcc: build, suites unit abi kvm stress"
-	if CC=gcc CXX=g++ configure gcc --buildtype=debugoptimized; then
+	# The bench section below runs its smoke test in this build.
+	if CC=gcc CXX=g++ configure gcc --buildtype=debugoptimized \
+		-Dbench=true; then
 		run_suites gcc -- unit abi kvm stress
 	fi
 	section_end gcc
@@ -177,14 +180,14 @@ if want clang; then
 fi
 
 if want asan; then
-	section_start "clang ASan+UBSan: suites unit stress kvm"
+	section_start "clang ASan+UBSan: suites unit abi stress kvm"
 	if CC=clang CXX=clang++ configure asan --buildtype=debug \
 		-Db_sanitize=address,undefined -Db_lundef=false -Dbench=false; then
 		test_wrap=("${no_aslr[@]}")
 		run_suites asan \
 			ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 			UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-			-- unit stress kvm -- --timeout-multiplier 3
+			-- unit abi stress kvm -- --timeout-multiplier 3
 		test_wrap=()
 	fi
 	section_end asan
@@ -214,7 +217,13 @@ fi
 
 if want fuzz; then
 	section_start "fuzz: seed corpus + ${FUZZ_SECONDS:-60} s libFuzzer"
-	if sh fuzz/run.sh "${FUZZ_SECONDS:-60}" "$BUILD_ROOT/fuzz"; then
+	# A meson build with -Dfuzz=enabled, made afresh like the others;
+	# fuzz/run.sh then finds it built.
+	rm -rf "$BUILD_ROOT/fuzz"
+	if ! CC_FUZZ=clang JOBS=$JOBS sh fuzz/build.sh "$BUILD_ROOT/fuzz"; then
+		failed=$((failed + 1))
+		problems+=("build fuzz")
+	elif sh fuzz/run.sh "${FUZZ_SECONDS:-60}" "$BUILD_ROOT/fuzz"; then
 		passed=$((passed + 1))
 	else
 		failed=$((failed + 1))

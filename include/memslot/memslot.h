@@ -43,9 +43,9 @@ extern "C" {
 #endif
 
 /* User flags, as KVM's KVM_MEM_* bits. */
-#define MEMSLOT_MEM_LOG_DIRTY_PAGES (1u << 0)
-#define MEMSLOT_MEM_READONLY (1u << 1)
-#define MEMSLOT_MEM_GUEST_MEMFD (1u << 2)
+#define MEMSLOT_MEM_LOG_DIRTY_PAGES (1u << 0) /* KVM_MEM_LOG_DIRTY_PAGES */
+#define MEMSLOT_MEM_READONLY (1u << 1) /* KVM_MEM_READONLY */
+#define MEMSLOT_MEM_GUEST_MEMFD (1u << 2) /* KVM_MEM_GUEST_MEMFD */
 /* Internal flag: the slot is being deleted or moved; lookups still find it,
  * translation to an hva fails (a vCPU would take an MMIO exit). */
 #define MEMSLOT_INVALID (1u << 16)
@@ -59,6 +59,11 @@ struct memslot_vcpu;
 
 /**
  * enum memslot_change - what a set-region operation does to the slot layout
+ * @MEMSLOT_CHANGE_NONE: nothing (a no-op request, or a rejected one)
+ * @MEMSLOT_CHANGE_CREATE: a new slot
+ * @MEMSLOT_CHANGE_DELETE: a slot removed
+ * @MEMSLOT_CHANGE_MOVE: a slot at a new guest address, same memory
+ * @MEMSLOT_CHANGE_FLAGS_ONLY: a slot with new flags, same place
  */
 enum memslot_change {
 	MEMSLOT_CHANGE_NONE = 0,
@@ -722,13 +727,60 @@ int memslot_gfn_to_hva(struct memslot_vm *vm, unsigned int as_id,
  * new one.
  */
 
+/**
+ * memslot_slot_base_gfn() - first guest frame of @slot
+ * @slot: the slot
+ *
+ * Return: the gfn.
+ */
 uint64_t memslot_slot_base_gfn(const struct memslot_slot *slot);
+
+/**
+ * memslot_slot_npages() - size of @slot in pages
+ * @slot: the slot
+ *
+ * Return: the page count.
+ */
 uint64_t memslot_slot_npages(const struct memslot_slot *slot);
+
+/**
+ * memslot_slot_hva() - host virtual address of @slot's first page
+ * @slot: the slot
+ *
+ * Return: the hva.
+ */
 uint64_t memslot_slot_hva(const struct memslot_slot *slot);
-/* MEMSLOT_MEM_* flags plus MEMSLOT_INVALID */
+
+/**
+ * memslot_slot_flags() - flags of @slot
+ * @slot: the slot
+ *
+ * Return: MEMSLOT_MEM_* flags plus MEMSLOT_INVALID.
+ */
 uint32_t memslot_slot_flags(const struct memslot_slot *slot);
+
+/**
+ * memslot_slot_id() - id of @slot within its address space
+ * @slot: the slot
+ *
+ * Return: the id, without the address space bits.
+ */
 uint32_t memslot_slot_id(const struct memslot_slot *slot);
+
+/**
+ * memslot_slot_as_id() - address space of @slot
+ * @slot: the slot
+ *
+ * Return: the address space.
+ */
 unsigned int memslot_slot_as_id(const struct memslot_slot *slot);
+
+/**
+ * memslot_slot_user_data() - the user data @slot was created with
+ * @slot: the slot
+ *
+ * Return: memslot_region.user_data of the request that created it.
+ */
 void *memslot_slot_user_data(const struct memslot_slot *slot);
 
 /**

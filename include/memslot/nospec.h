@@ -27,6 +27,8 @@ extern "C" {
  * predicted.  Elsewhere: a portable arithmetic form hidden from the
  * optimiser; it is exact for values up to INT64_MAX and returns 0 (the safe
  * answer) for larger ones.
+ *
+ * Return: all ones if @index < @size, otherwise 0.
  */
 static inline uint64_t memslot_index_mask_nospec(uint64_t index, uint64_t size)
 {
