@@ -177,8 +177,8 @@ int memslot_notifier_invalidate_end(struct memslot_vm *vm, uint64_t start,
  * slots).  Must be called between a start and its end whose range covers
  * the page, after the host installed the new page.
  * Context: as memslot_notifier_invalidate_start().
- * Return: 0; -EINVAL for a NULL @vm or when no invalidation is active;
- * -EDEADLK inside a notifier hook.
+ * Return: 0; -EINVAL for a NULL @vm, an @hva of UINT64_MAX, or when no
+ * invalidation is active; -EDEADLK inside a notifier hook.
  */
 int memslot_notifier_change(struct memslot_vm *vm, uint64_t hva,
 			    bool writable);
