@@ -39,6 +39,7 @@
 #include <malloc.h>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -1211,6 +1212,310 @@ void bm_access_read4(benchmark::State &st, int n)
 	st.counters["ops"] = kAccess4Batch;
 }
 
+// ---- MMU notifier: dispatch, fault check, copy-on-write storm --------
+//
+// A consumer that counts the pages its invalidate hook receives.
+struct PageCounter {
+	uint64_t pages = 0;
+	memslot_notifier_ops ops{};
+
+	PageCounter()
+	{
+		ops.size = sizeof(ops);
+		ops.invalidate = [](memslot_vm *, void *ctx,
+				    const memslot_slot *, uint64_t start,
+				    uint64_t end,
+				    memslot_notifier_event) -> bool {
+			static_cast<PageCounter *>(ctx)->pages += end - start;
+			return false;
+		};
+		ops.ctx = this;
+	}
+};
+
+// One invalidation (start + end) of a random 4 KiB or 2 MiB hva range
+// that hits slots, with one consumer registered: the dispatch cost.
+void bm_notifier_dispatch(benchmark::State &st, int n, uint64_t len)
+{
+	const Layout &l = layout(n);
+	const auto &q = len == kPage ? l.q4k : l.q2m;
+	const auto &want = len == kPage ? l.q4k_pages : l.q2m_pages;
+	Libmemslot *impl = fixture<Libmemslot>(n);
+	PageCounter pc;
+	uint64_t expect = 0, bad = 0;
+	size_t pos = 0;
+
+	if (!impl || memslot_notifier_register(impl->vm(), &pc.ops)) {
+		st.SkipWithError("setup failed");
+		return;
+	}
+	for (auto _ : st) {
+		for (int k = 0; k < kHvaBatch; k++) {
+			uint64_t s = q[pos + k];
+
+			bad |= memslot_notifier_invalidate_start(
+				impl->vm(), s, s + len, MEMSLOT_NOTIFY_UNMAP);
+			bad |= memslot_notifier_invalidate_end(impl->vm(), s,
+							       s + len);
+			expect += want[pos + k];
+		}
+		pos = (pos + kHvaBatch) & (kQueries - 1);
+	}
+	memslot_notifier_unregister(impl->vm(), &pc.ops);
+	if (bad || pc.pages != expect)
+		st.SkipWithError("wrong dispatch");
+	st.counters["ops"] = kHvaBatch;
+}
+
+// The fault side: take the sequence, then ask whether to retry, with no
+// invalidation running (the common case a vCPU pays on every fault).
+void bm_notifier_fault_check(benchmark::State &st, int n)
+{
+	const Layout &l = layout(n);
+	Libmemslot *impl = fixture<Libmemslot>(n);
+	uint64_t retries = 0;
+	size_t pos = 0;
+
+	if (!impl) {
+		st.SkipWithError("setup failed");
+		return;
+	}
+	for (auto _ : st) {
+		for (int k = 0; k < kBatch; k++) {
+			uint64_t seq = memslot_notifier_seq_begin(impl->vm());
+
+			retries += memslot_notifier_retry(impl->vm(), seq,
+							  l.rand_gfn[pos + k]);
+		}
+		pos = (pos + kBatch) & (kSeq - 1);
+	}
+	benchmark::DoNotOptimize(retries);
+	if (retries)
+		st.SkipWithError("spurious retry");
+	st.counters["ops"] = kBatch;
+}
+
+// Copy-on-write storm (seed kvm-tdp-mmu-change-pte-prefetch): vCPU
+// threads read a page, then write it.  The host maps each page as a
+// shared read-only copy, so the write fault makes the simulated host MM
+// break copy-on-write: invalidate start (the consumer drops the
+// read-only mapping), copy the page, the change event, end.  The fault
+// then has to retry.  In "retry" mode the consumer ignores the change
+// event, so the retried access faults again and maps the new page; in
+// "prefetch" mode the change hook installs the writable mapping, so the
+// retried access finds it.  faults_per_write counts write faults per
+// guest write (the seed: about 2 without prefetch, 1 with).
+//
+// The consumer's mappings ("stage-2 table") are one atomic word per page
+// that the vCPU reads without a lock, as hardware walks page tables; the
+// consumer installs and zaps under its mapping lock.  op_ns is the time
+// of the read + write sequence per page, resets excluded.
+constexpr int kCowVcpus = 2;
+constexpr int kCowPages = 128;		// per vCPU thread
+
+struct CowStorm {
+	memslot_vm *vm = nullptr;
+	int n = 0;
+	bool prefetch = false;
+	std::mutex mmu;
+	std::vector<std::atomic<uintptr_t>> tlb;	// page | writable bit
+	std::vector<uint8_t *> host;			// what the host maps
+	std::vector<uint8_t> shared;			// host copy-on-write
+	std::vector<uint64_t> gfn, hva;
+	std::vector<uint8_t> pool;			// private page copies
+	alignas(4096) static inline uint8_t src[4096];	// the shared copy
+	memslot_notifier_ops ops{};
+
+	CowStorm(memslot_vm *v, const Layout &l, bool pf)
+		: vm(v), n(l.n), prefetch(pf), tlb(kCowVcpus * kCowPages),
+		  host(tlb.size()), shared(tlb.size()), gfn(tlb.size()),
+		  hva(tlb.size()), pool(tlb.size() * kPage)
+	{
+		// Page k: slot k % n, page k / n inside it.
+		for (size_t k = 0; k < tlb.size(); k++) {
+			const base_slot &s = l.slots[k % n];
+
+			gfn[k] = s.base_gfn + k / n;
+			hva[k] = s.hva + k / n * kPage;
+		}
+		ops.size = sizeof(ops);
+		ops.invalidate = on_invalidate;
+		ops.change = on_change;
+		ops.ctx = this;
+	}
+
+	// Which page of the working set @gfn of @slot is, or -1.
+	long index(const memslot_slot *slot, uint64_t g) const
+	{
+		uint64_t off = g - memslot_slot_base_gfn(slot);
+		uint64_t k = off * n + memslot_slot_id(slot);
+
+		return k < tlb.size() ? (long)k : -1;
+	}
+	static bool on_invalidate(memslot_vm *, void *ctx,
+				  const memslot_slot *slot, uint64_t start,
+				  uint64_t end, memslot_notifier_event)
+	{
+		auto *c = static_cast<CowStorm *>(ctx);
+		std::lock_guard<std::mutex> g(c->mmu);
+
+		for (uint64_t x = start; x < end; x++) {
+			long k = c->index(slot, x);
+
+			if (k >= 0)
+				c->tlb[k].store(0, std::memory_order_relaxed);
+		}
+		return false;
+	}
+	static void on_change(memslot_vm *, void *ctx,
+			      const memslot_slot *slot, uint64_t g,
+			      uint64_t, bool writable)
+	{
+		auto *c = static_cast<CowStorm *>(ctx);
+		long k = c->index(slot, g);
+
+		if (!c->prefetch || k < 0)
+			return;
+		std::lock_guard<std::mutex> lock(c->mmu);
+		c->tlb[k].store((uintptr_t)c->host[k] | writable,
+				std::memory_order_release);
+	}
+
+	// The host's get-user-pages; a write to a shared page breaks
+	// copy-on-write, which the host announces to the notifier.
+	uint8_t *gup(size_t k, bool write)
+	{
+		if (write && shared[k]) {
+			memslot_notifier_invalidate_start(
+				vm, hva[k], hva[k] + kPage,
+				MEMSLOT_NOTIFY_UNMAP);
+			host[k] = &pool[k * kPage];
+			memcpy(host[k], src, kPage);
+			shared[k] = false;
+			memslot_notifier_change(vm, hva[k], true);
+			memslot_notifier_invalidate_end(vm, hva[k],
+							hva[k] + kPage);
+		}
+		return host[k];
+	}
+	// One fault, KVM's way: sequence, translate, resolve, then retry
+	// check and install under the mapping lock.
+	bool fault(size_t k, bool write)
+	{
+		uint64_t seq = memslot_notifier_seq_begin(vm), h = 0;
+		bool installed = false;
+
+		memslot_read_lock(vm);
+		if (!memslot_gfn_to_hva(vm, 0, gfn[k], write, &h) &&
+		    h == hva[k]) {
+			uint8_t *page = gup(k, write);
+			std::lock_guard<std::mutex> g(mmu);
+
+			installed = !memslot_notifier_retry(vm, seq, gfn[k]);
+			if (installed)
+				tlb[k].store((uintptr_t)page |
+						     (write || !shared[k]),
+					     std::memory_order_release);
+		}
+		memslot_read_unlock(vm);
+		return installed;
+	}
+	// A guest read, then a guest write of page k; returns write faults.
+	uint64_t touch(size_t k)
+	{
+		uint64_t faults = 0;
+		uintptr_t e;
+
+		while (!(e = tlb[k].load(std::memory_order_acquire)))
+			fault(k, false);
+		uint8_t v = *(volatile uint8_t *)(e & ~(uintptr_t)1);
+		while (!((e = tlb[k].load(std::memory_order_acquire)) & 1)) {
+			fault(k, true);
+			faults++;
+		}
+		*(volatile uint8_t *)(e & ~(uintptr_t)1) = (uint8_t)(v + 1);
+		return faults;
+	}
+	void reset(size_t k)
+	{
+		host[k] = src;
+		shared[k] = true;
+		tlb[k].store(0, std::memory_order_relaxed);
+	}
+};
+
+// The batch of one vCPU: read then write each of its pages, then put
+// them back to shared (not timed).
+void cow_batch(CowStorm &c, int v, std::atomic<uint64_t> &faults,
+	       std::atomic<uint64_t> &ns)
+{
+	auto t0 = Clock::now();
+	uint64_t f = 0;
+
+	for (int i = 0; i < kCowPages; i++)
+		f += c.touch(v * kCowPages + i);
+	ns += (uint64_t)ns_since(t0);
+	faults += f;
+	for (int i = 0; i < kCowPages; i++)
+		c.reset(v * kCowPages + i);
+}
+
+// vCPU 0 runs on the benchmark thread, the others on helper threads that
+// start a batch when @go moves; no thread spins while another works.
+void bm_cow_storm(benchmark::State &st, int n, bool prefetch)
+{
+	Libmemslot *impl = fixture<Libmemslot>(n);
+
+	if (!impl) {
+		st.SkipWithError("setup failed");
+		return;
+	}
+	CowStorm c(impl->vm(), layout(n), prefetch);
+	std::atomic<uint64_t> go{0}, done{0}, faults{0}, ns{0};
+	std::atomic<bool> stop{false};
+	std::vector<std::thread> vcpus;
+
+	if (memslot_notifier_register(c.vm, &c.ops)) {
+		st.SkipWithError("register failed");
+		return;
+	}
+	for (size_t k = 0; k < c.tlb.size(); k++)
+		c.reset(k);
+	for (int v = 1; v < kCowVcpus; v++)
+		vcpus.emplace_back([&, v] {
+			uint64_t seen = 0;
+
+			memslot_thread_register(c.vm);
+			for (;;) {
+				while (go.load() == seen && !stop.load())
+					std::this_thread::yield();
+				if (stop.load())
+					break;
+				seen = go.load();
+				cow_batch(c, v, faults, ns);
+				done++;
+			}
+			memslot_thread_unregister(c.vm);
+		});
+	for (auto _ : st) {
+		uint64_t want = done.load() + kCowVcpus - 1;
+
+		go++;
+		cow_batch(c, 0, faults, ns);
+		while (done.load() != want)
+			std::this_thread::yield();
+	}
+	stop = true;
+	for (auto &t : vcpus)
+		t.join();
+	memslot_notifier_unregister(c.vm, &c.ops);
+	double writes = (double)st.iterations() * kCowVcpus * kCowPages;
+
+	st.counters["ops"] = kCowVcpus * kCowPages;
+	st.counters["faults_per_write"] = writes ? faults.load() / writes : 0;
+	st.counters["op_ns"] = writes ? ns.load() / writes : 0;
+}
+
 // ---- registration -----------------------------------------------------
 
 void add(const std::string &test, const char *impl, int n,
@@ -1320,6 +1625,26 @@ void add_access(int n)
 	});
 }
 
+void add_notifier(int n)
+{
+	add("notifier_dispatch_4k", "libmemslot", n,
+	    [n](benchmark::State &st) {
+		    bm_notifier_dispatch(st, n, kPage);
+	    });
+	add("notifier_dispatch_2m", "libmemslot", n,
+	    [n](benchmark::State &st) {
+		    bm_notifier_dispatch(st, n, k2M);
+	    });
+	add("notifier_fault_check", "libmemslot", n,
+	    [n](benchmark::State &st) { bm_notifier_fault_check(st, n); });
+	// cow_storm's name carries the mode where the others carry the
+	// implementation: memslots/cow_storm/<mode>/<slots>.
+	add("cow_storm", "retry", n,
+	    [n](benchmark::State &st) { bm_cow_storm(st, n, false); });
+	add("cow_storm", "prefetch", n,
+	    [n](benchmark::State &st) { bm_cow_storm(st, n, true); });
+}
+
 void register_all()
 {
 	for (int n : kSlotCounts) {
@@ -1352,6 +1677,7 @@ void register_all()
 		(add_map<LibmemslotVcpu>(n), add_map<LibmemslotNocache>(n));
 		(add_hva<Impl_array>(n), add_hva<Impl_rbtree>(n));
 		(add_hva<Impl_bsearch>(n), add_hva<Libmemslot>(n));
+		add_notifier(n);
 		add_access(n);
 	}
 	for (int n : kPageSlotCounts) {

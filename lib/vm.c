@@ -54,6 +54,7 @@ static struct memslot_vm *vm_alloc(const struct memslot_config *cfg,
 	bpt_pool_init(&vm->pool, &vm->alloc);
 	pthread_mutex_init(&vm->writer, NULL);
 	reclaim_init(&vm->reclaim);
+	notifier_init(&vm->nt);
 	return vm;
 }
 
@@ -119,6 +120,7 @@ void memslot_vm_destroy(struct memslot_vm *vm)
 	mem_free(&vm->alloc, vm->as, sizeof(*vm->as) * vm->nr_as);
 	mem_free(&vm->alloc, vm->active, sizeof(*vm->active) * vm->nr_as);
 	listeners_destroy(&vm->listeners, &vm->alloc);
+	notifier_destroy(&vm->nt, &vm->alloc);
 	bpt_pool_reclaim(&vm->pool);
 	bpt_pool_trim(&vm->pool, 0);
 	pthread_mutex_destroy(&vm->writer);
@@ -203,6 +205,17 @@ void vm_writer_unlock(struct memslot_vm *vm)
 	pthread_mutex_unlock(&vm->writer);
 }
 
+/* The store that publishes a layout.  It waits while host-memory
+ * invalidations are active, so that an invalidation's start and end see
+ * the same slots (KVM's mn_active_invalidate_count). */
+static void vm_store_active(struct memslot_vm *vm, unsigned int as_id,
+			    struct memslot_set *next)
+{
+	notifier_swap_begin(&vm->nt);
+	atomic_store_explicit(&vm->active[as_id], next, memory_order_release);
+	notifier_swap_end(&vm->nt);
+}
+
 struct memslot_set *vm_publish(struct memslot_vm *vm, unsigned int as_id,
 			       struct memslot_set *next, uint64_t delta,
 			       bool wait)
@@ -215,15 +228,14 @@ struct memslot_set *vm_publish(struct memslot_vm *vm, unsigned int as_id,
 	if (!wait) {
 		atomic_store_explicit(&next->generation, gen + delta,
 				      memory_order_relaxed);
-		atomic_store_explicit(&vm->active[as_id], next,
-				      memory_order_release);
+		vm_store_active(vm, as_id, next);
 		return prev;
 	}
 	/* While the swap is in flight the generation carries bit 63, so a
 	 * cache filled now can never match the final number. */
 	atomic_store_explicit(&next->generation, gen | SET_GEN_IN_PROGRESS,
 			      memory_order_relaxed);
-	atomic_store_explicit(&vm->active[as_id], next, memory_order_release);
+	vm_store_active(vm, as_id, next);
 	vm->rcu.synchronize(vm->rcu.ctx);
 	/* Address space i only uses generations congruent to i mod nr_as,
 	 * so generations are unique across address spaces. */

@@ -13,6 +13,7 @@
 #include "bptree.h"
 #include "idmap.h"
 #include "listener.h"
+#include "notifier.h"
 #include "reclaim.h"
 #include "set.h"
 
@@ -46,6 +47,7 @@ struct memslot_vm {
 	struct bpt_pool pool;
 	struct listeners listeners;
 	struct reclaim reclaim;
+	struct notifier nt;	/* MMU-notifier state (notifier.h) */
 };
 
 /* The active layout of @as_id, which the caller has bounds-checked. */

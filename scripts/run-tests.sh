@@ -3,10 +3,11 @@
 #
 # run-tests.sh: every check CI runs, on a fresh Debian 12 machine or a
 # prepared one.  Installs missing packages (needs root for apt-get), then
-#   gcc       gcc build, -Werror: suites unit, abi, kvm, stress
+#   gcc       gcc build, -Werror: suites unit, abi, kvm, stress, notifier
 #   clang     clang build, -Werror: suite unit
-#   asan      clang, AddressSanitizer + UBSan: suites unit, abi, stress, kvm
-#   tsan      gcc, ThreadSanitizer: suite stress
+#   asan      clang, AddressSanitizer + UBSan: suites unit, abi, stress,
+#             kvm, notifier
+#   tsan      gcc, ThreadSanitizer: suites stress, notifier
 #   valgrind  gcc, every unit test under valgrind
 #   fuzz      libFuzzer (clang, ASan+UBSan, meson's fuzz/fuzz_ops): seed
 #             corpus, then FUZZ_SECONDS (default 60) of fuzzing against the
@@ -161,11 +162,11 @@ mkdir -p "$BUILD_ROOT"
 echo "build directories under $BUILD_ROOT"
 
 if want gcc; then
-	section_start "gcc: build, suites unit abi kvm stress"
+	section_start "gcc: build, suites unit abi kvm stress notifier"
 	# The bench section below runs its smoke test in this build.
 	if CC=gcc CXX=g++ configure gcc --buildtype=debugoptimized \
 		-Dbench=true; then
-		run_suites gcc -- unit abi kvm stress
+		run_suites gcc -- unit abi kvm stress notifier
 	fi
 	section_end gcc
 fi
@@ -180,27 +181,27 @@ if want clang; then
 fi
 
 if want asan; then
-	section_start "clang ASan+UBSan: suites unit abi stress kvm"
+	section_start "clang ASan+UBSan: suites unit abi stress kvm notifier"
 	if CC=clang CXX=clang++ configure asan --buildtype=debug \
 		-Db_sanitize=address,undefined -Db_lundef=false -Dbench=false; then
 		test_wrap=("${no_aslr[@]}")
 		run_suites asan \
 			ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 			UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-			-- unit abi stress kvm -- --timeout-multiplier 3
+			-- unit abi stress kvm notifier -- --timeout-multiplier 3
 		test_wrap=()
 	fi
 	section_end asan
 fi
 
 if want tsan; then
-	section_start "gcc TSan: suite stress"
+	section_start "gcc TSan: suites stress notifier"
 	if CC=gcc CXX=g++ configure tsan --buildtype=debugoptimized \
 		-Db_sanitize=thread -Dbench=false; then
 		test_wrap=("${no_aslr[@]}")
 		run_suites tsan \
 			"TSAN_OPTIONS=halt_on_error=1 second_deadlock_stack=1" \
-			-- stress -- --timeout-multiplier 5
+			-- stress notifier -- --timeout-multiplier 5
 		test_wrap=()
 	fi
 	section_end tsan

@@ -1,0 +1,399 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The MMU-notifier protocol: invalidation start/end with an in-progress
+ * count, a sequence and a gfn range for faults to check (KVM's
+ * mmu_invalidate_*), change and aging events, and the consumer list.
+ *
+ * Dispatch walks the active layouts without a read section: it holds the
+ * notifier lock, and a layout is published only under that lock (and,
+ * for the active count to be zero, only between invalidations), so the
+ * layout walked cannot be replaced, let alone freed, during the walk.
+ * That keeps the invalidating thread free of reader registration.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "slot.h"
+#include "vm.h"
+
+/* The first published struct memslot_notifier_ops ends with @ctx. */
+#define OPS_MIN_SIZE \
+	(offsetof(struct memslot_notifier_ops, ctx) + sizeof(void *))
+
+#define RANGE_EMPTY_START UINT64_MAX
+#define RANGE_EMPTY_END 0
+
+/* Hooks running on this thread: a hook calling back into the notifier
+ * would take the lock its own dispatch holds. */
+static _Thread_local unsigned int hook_depth;
+
+void notifier_init(struct notifier *nt)
+{
+	atomic_init(&nt->seq, 0);
+	atomic_init(&nt->in_progress, 0);
+	atomic_init(&nt->range_start, RANGE_EMPTY_START);
+	atomic_init(&nt->range_end, RANGE_EMPTY_END);
+	pthread_mutex_init(&nt->lock, NULL);
+	pthread_cond_init(&nt->idle, NULL);
+	nt->active = 0;
+	nt->v = NULL;
+	nt->n = nt->cap = 0;
+}
+
+void notifier_destroy(struct notifier *nt, struct mem_alloc *alloc)
+{
+	mem_free(alloc, nt->v, nt->cap * sizeof(*nt->v));
+	nt->v = NULL;
+	nt->n = nt->cap = 0;
+	pthread_cond_destroy(&nt->idle);
+	pthread_mutex_destroy(&nt->lock);
+}
+
+void notifier_swap_begin(struct notifier *nt)
+{
+	pthread_mutex_lock(&nt->lock);
+	while (nt->active)
+		pthread_cond_wait(&nt->idle, &nt->lock);
+}
+
+void notifier_swap_end(struct notifier *nt)
+{
+	pthread_mutex_unlock(&nt->lock);
+}
+
+/* ---- consumers ----------------------------------------------------------- */
+
+static struct notifier_consumer *find(struct notifier *nt, const void *key)
+{
+	for (size_t i = 0; i < nt->n; i++) {
+		if (nt->v[i].key == key)
+			return &nt->v[i];
+	}
+	return NULL;
+}
+
+static int grow(struct notifier *nt, struct mem_alloc *alloc)
+{
+	size_t cap = nt->cap ? 2 * nt->cap : 4;
+	struct notifier_consumer *v = mem_malloc(alloc, cap * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	if (nt->n)
+		memcpy(v, nt->v, nt->n * sizeof(*v));
+	mem_free(alloc, nt->v, nt->cap * sizeof(*v));
+	nt->v = v;
+	nt->cap = cap;
+	return 0;
+}
+
+static int consumer_add(struct memslot_vm *vm,
+			const struct memslot_notifier_ops *ops)
+{
+	struct notifier *nt = &vm->nt;
+	struct notifier_consumer *c;
+
+	if (find(nt, ops))
+		return -EEXIST;
+	if (nt->n == nt->cap && grow(nt, &vm->alloc))
+		return -ENOMEM;
+	c = &nt->v[nt->n++];
+	c->key = ops;
+	memset(&c->ops, 0, sizeof(c->ops));
+	/* Read no more of the caller's struct than it says it has. */
+	memcpy(&c->ops, ops, ops->size < sizeof(c->ops) ? ops->size
+						       : sizeof(c->ops));
+	c->ops.size = sizeof(c->ops);
+	return 0;
+}
+
+int memslot_notifier_register(struct memslot_vm *vm,
+			      const struct memslot_notifier_ops *ops)
+{
+	int r;
+
+	if (!vm || !ops || ops->size < OPS_MIN_SIZE)
+		return -EINVAL;
+	if (hook_depth)
+		return -EDEADLK;
+	pthread_mutex_lock(&vm->nt.lock);
+	r = consumer_add(vm, ops);
+	pthread_mutex_unlock(&vm->nt.lock);
+	return r;
+}
+
+int memslot_notifier_unregister(struct memslot_vm *vm,
+				const struct memslot_notifier_ops *ops)
+{
+	struct notifier *nt;
+	struct notifier_consumer *c;
+
+	if (!vm || !ops)
+		return -EINVAL;
+	if (hook_depth)
+		return -EDEADLK;
+	nt = &vm->nt;
+	pthread_mutex_lock(&nt->lock);
+	c = find(nt, ops);
+	if (c) {
+		memmove(c, c + 1, (size_t)(nt->v + nt->n - (c + 1)) * sizeof(*c));
+		nt->n--;
+	}
+	pthread_mutex_unlock(&nt->lock);
+	return c ? 0 : -ENOENT;
+}
+
+/* ---- dispatch -------------------------------------------------------------- */
+
+/* Every consumer's invalidate hook for one hit; whether any said young. */
+static bool call_invalidate(struct memslot_vm *vm,
+			    const struct memslot_hva_hit *hit,
+			    enum memslot_notifier_event event)
+{
+	struct notifier *nt = &vm->nt;
+	bool young = false;
+
+	hook_depth++;
+	for (size_t i = 0; i < nt->n; i++) {
+		const struct memslot_notifier_ops *o = &nt->v[i].ops;
+
+		if (o->invalidate)
+			young |= o->invalidate(vm, o->ctx, hit->slot,
+					       hit->gfn_start, hit->gfn_end,
+					       event);
+	}
+	hook_depth--;
+	return young;
+}
+
+static void call_change(struct memslot_vm *vm, const struct memslot_slot *slot,
+			uint64_t gfn, uint64_t hva, bool writable)
+{
+	struct notifier *nt = &vm->nt;
+
+	hook_depth++;
+	for (size_t i = 0; i < nt->n; i++) {
+		const struct memslot_notifier_ops *o = &nt->v[i].ops;
+
+		if (o->change)
+			o->change(vm, o->ctx, slot, gfn, hva, writable);
+	}
+	hook_depth--;
+}
+
+/*
+ * Widen the range faults check by [@start, @end).  The first hit of an
+ * invalidation when none is in progress starts a fresh union (KVM resets
+ * its range in kvm_mmu_invalidate_begin).  Relaxed stores: a fault that
+ * checks under the consumer's lock sees them through that lock, since the
+ * hook for this hit takes it after this store.
+ */
+static void range_add(struct notifier *nt, uint64_t start, uint64_t end,
+		      bool fresh)
+{
+	uint64_t s = atomic_load_explicit(&nt->range_start,
+					  memory_order_relaxed);
+	uint64_t e = atomic_load_explicit(&nt->range_end, memory_order_relaxed);
+
+	if (fresh) {
+		s = RANGE_EMPTY_START;
+		e = RANGE_EMPTY_END;
+	}
+	atomic_store_explicit(&nt->range_start, start < s ? start : s,
+			      memory_order_relaxed);
+	atomic_store_explicit(&nt->range_end, end > e ? end : e,
+			      memory_order_relaxed);
+}
+
+/* KVM's kvm_mmu_invalidate_begin(): only invalidations that meet a slot
+ * count, so unrelated host munmaps never make faults retry. */
+static void invalidate_hits(struct memslot_vm *vm, uint64_t start,
+			    uint64_t end)
+{
+	struct notifier *nt = &vm->nt;
+	struct memslot_hva_iter it;
+	struct memslot_hva_hit hit;
+	bool begun = false;
+
+	memslot_hva_iter_init(&it, vm, start, end);
+	while (memslot_hva_iter_next(&it, &hit)) {
+		if (!begun) {
+			uint64_t n = atomic_load_explicit(
+				&nt->in_progress, memory_order_relaxed);
+
+			range_add(nt, hit.gfn_start, hit.gfn_end, n == 0);
+			atomic_store_explicit(&nt->in_progress, n + 1,
+					      memory_order_release);
+			begun = true;
+		} else {
+			range_add(nt, hit.gfn_start, hit.gfn_end, false);
+		}
+		call_invalidate(vm, &hit, MEMSLOT_NOTIFY_UNMAP);
+	}
+}
+
+static bool range_meets_slot(struct memslot_vm *vm, uint64_t start,
+			     uint64_t end)
+{
+	struct memslot_hva_iter it;
+	struct memslot_hva_hit hit;
+
+	memslot_hva_iter_init(&it, vm, start, end);
+	return memslot_hva_iter_next(&it, &hit);
+}
+
+int memslot_notifier_invalidate_start(struct memslot_vm *vm, uint64_t start,
+				      uint64_t end,
+				      enum memslot_notifier_event event)
+{
+	if (!vm || start >= end || event != MEMSLOT_NOTIFY_UNMAP)
+		return -EINVAL;
+	if (hook_depth)
+		return -EDEADLK;
+	pthread_mutex_lock(&vm->nt.lock);
+	/* Counted before the walk, under the lock slot swaps take: from
+	 * here until the end, the layout cannot change. */
+	vm->nt.active++;
+	invalidate_hits(vm, start, end);
+	pthread_mutex_unlock(&vm->nt.lock);
+	return 0;
+}
+
+/* KVM's kvm_mmu_invalidate_end(): the sequence moves before the count
+ * drops, and the release store pairs with the fault's acquire load of
+ * the count, so a fault that sees the count drop also sees the new
+ * sequence. */
+static int invalidate_finish(struct notifier *nt)
+{
+	uint64_t n = atomic_load_explicit(&nt->in_progress,
+					  memory_order_relaxed);
+	uint64_t seq = atomic_load_explicit(&nt->seq, memory_order_relaxed);
+
+	if (!n)
+		return -EINVAL;
+	atomic_store_explicit(&nt->seq, seq + 1, memory_order_release);
+	atomic_store_explicit(&nt->in_progress, n - 1, memory_order_release);
+	return 0;
+}
+
+int memslot_notifier_invalidate_end(struct memslot_vm *vm, uint64_t start,
+				    uint64_t end)
+{
+	struct notifier *nt;
+	int r = 0;
+
+	if (!vm || start >= end)
+		return -EINVAL;
+	if (hook_depth)
+		return -EDEADLK;
+	nt = &vm->nt;
+	pthread_mutex_lock(&nt->lock);
+	if (!nt->active) {
+		pthread_mutex_unlock(&nt->lock);
+		return -EINVAL;
+	}
+	/* The layout is the one the start walked: it decides alike. */
+	if (range_meets_slot(vm, start, end))
+		r = invalidate_finish(nt);
+	if (!r && --nt->active == 0)
+		pthread_cond_broadcast(&nt->idle);
+	pthread_mutex_unlock(&nt->lock);
+	return r;
+}
+
+/* The change event for every slot mapping @hva's page. */
+static void change_hits(struct memslot_vm *vm, uint64_t hva, bool writable)
+{
+	struct memslot_hva_iter it;
+	struct memslot_hva_hit hit;
+
+	memslot_hva_iter_init(&it, vm, hva, hva + 1);
+	while (memslot_hva_iter_next(&it, &hit)) {
+		const struct memslot_slot *s = hit.slot;
+		uint64_t page = s->hva +
+				((hit.gfn_start - s->base_gfn) << s->page_shift);
+
+		if (s->flags & MEMSLOT_INVALID)
+			continue;
+		call_change(vm, s, hit.gfn_start, page,
+			    writable && !(s->flags & MEMSLOT_MEM_READONLY));
+	}
+}
+
+int memslot_notifier_change(struct memslot_vm *vm, uint64_t hva,
+			    bool writable)
+{
+	struct notifier *nt;
+	int r = 0;
+
+	if (!vm || hva == UINT64_MAX)
+		return -EINVAL;
+	if (hook_depth)
+		return -EDEADLK;
+	nt = &vm->nt;
+	pthread_mutex_lock(&nt->lock);
+	if (!nt->active)
+		r = -EINVAL;
+	/* As KVM: when the enclosing start met no slot there is nothing to
+	 * change. */
+	else if (atomic_load_explicit(&nt->in_progress, memory_order_relaxed))
+		change_hits(vm, hva, writable);
+	pthread_mutex_unlock(&nt->lock);
+	return r;
+}
+
+static bool is_age_event(enum memslot_notifier_event event)
+{
+	return event == MEMSLOT_NOTIFY_AGE ||
+	       event == MEMSLOT_NOTIFY_CLEAR_YOUNG ||
+	       event == MEMSLOT_NOTIFY_TEST_YOUNG;
+}
+
+int memslot_notifier_age(struct memslot_vm *vm, uint64_t start, uint64_t end,
+			 enum memslot_notifier_event event)
+{
+	struct memslot_hva_iter it;
+	struct memslot_hva_hit hit;
+	bool young = false;
+
+	if (!vm || start >= end || !is_age_event(event))
+		return -EINVAL;
+	if (hook_depth)
+		return -EDEADLK;
+	pthread_mutex_lock(&vm->nt.lock);
+	memslot_hva_iter_init(&it, vm, start, end);
+	while (memslot_hva_iter_next(&it, &hit))
+		young |= call_invalidate(vm, &hit, event);
+	pthread_mutex_unlock(&vm->nt.lock);
+	return young;
+}
+
+/* ---- fault side ------------------------------------------------------------ */
+
+uint64_t memslot_notifier_seq_begin(struct memslot_vm *vm)
+{
+	/* Acquire: what the fault reads next (the slot, the host page) is
+	 * read after the sequence, as KVM's smp_rmb() orders it. */
+	return atomic_load_explicit(&vm->nt.seq, memory_order_acquire);
+}
+
+bool memslot_notifier_retry(struct memslot_vm *vm, uint64_t seq,
+			    uint64_t gfn)
+{
+	struct notifier *nt = &vm->nt;
+
+	/* Acquire on the count orders the sequence load after it (KVM's
+	 * smp_rmb() in mmu_invalidate_retry). */
+	if (__builtin_expect(atomic_load_explicit(&nt->in_progress,
+						  memory_order_acquire) != 0,
+			     0)) {
+		uint64_t s = atomic_load_explicit(&nt->range_start,
+						  memory_order_relaxed);
+		uint64_t e = atomic_load_explicit(&nt->range_end,
+						  memory_order_relaxed);
+
+		if (gfn >= s && gfn < e)
+			return true;
+	}
+	return atomic_load_explicit(&nt->seq, memory_order_relaxed) != seq;
+}

@@ -1,0 +1,690 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of the MMU-notifier protocol (include/memslot/notifier.h):
+ * dispatch of hva ranges to (slot, gfn range) per address space, the
+ * in-progress count, range union and sequence that memslot_notifier_retry()
+ * checks (KVM's mmu_invalidate_retry_gfn), change and aging events,
+ * consumer registration, bad input, and slot swaps waiting for active
+ * invalidations.  The threaded protocol test is test_notifier_stress.c.
+ */
+/* clock_gettime(), nanosleep() under -std=c11 */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include <memslot/memslot.h>
+#include <memslot/notifier.h>
+
+#define PAGE 4096ull
+#define HVA 0x10000000ull
+#define MAX_CALLS 32
+
+/* One hook call as a consumer saw it. */
+struct call {
+	char kind;		/* 'i' invalidate, 'c' change */
+	uint32_t id;
+	unsigned int as_id;
+	uint32_t flags;
+	uint64_t gfn_start;
+	uint64_t gfn_end;	/* change: gfn + 1 */
+	uint64_t hva;		/* change only */
+	bool writable;
+	enum memslot_notifier_event event;
+};
+
+struct fixture {
+	struct memslot_vm *vm;
+	struct memslot_config cfg;
+	struct memslot_notifier_ops ops;
+	struct memslot_notifier_ops ops2;
+	struct memslot_allocator alloc;
+	long allocs;
+	long fail_at;		/* the allocation that fails, or -1 */
+	struct call calls[MAX_CALLS];
+	int ncalls;
+	int order[MAX_CALLS];	/* which consumer (1, 2) made each call */
+	bool young;		/* what invalidate returns for aging */
+	int reentry[6];		/* errors of notifier calls made in a hook */
+	bool try_reentry;
+};
+
+static void *t_malloc(void *ctx, size_t size)
+{
+	struct fixture *f = ctx;
+
+	if (f->allocs++ == f->fail_at)
+		return NULL;
+	return malloc(size);
+}
+
+static void t_free(void *ctx, void *ptr, size_t size)
+{
+	(void)ctx;
+	(void)size;
+	free(ptr);
+}
+
+static void record(struct fixture *f, int who, const struct call *c)
+{
+	if (f->ncalls < MAX_CALLS) {
+		f->order[f->ncalls] = who;
+		f->calls[f->ncalls++] = *c;
+	}
+}
+
+static void try_reentry(struct fixture *f, struct memslot_vm *vm)
+{
+	f->reentry[0] = memslot_notifier_invalidate_start(
+		vm, HVA, HVA + PAGE, MEMSLOT_NOTIFY_UNMAP);
+	f->reentry[1] = memslot_notifier_invalidate_end(vm, HVA, HVA + PAGE);
+	f->reentry[2] = memslot_notifier_change(vm, HVA, true);
+	f->reentry[3] = memslot_notifier_age(vm, HVA, HVA + PAGE,
+					     MEMSLOT_NOTIFY_AGE);
+	f->reentry[4] = memslot_notifier_register(vm, &f->ops2);
+	f->reentry[5] = memslot_notifier_unregister(vm, &f->ops);
+}
+
+static bool inval_hook(struct fixture *f, int who, struct memslot_vm *vm,
+		       const struct memslot_slot *slot, uint64_t start,
+		       uint64_t end, enum memslot_notifier_event event)
+{
+	struct call c = {
+		.kind = 'i', .id = memslot_slot_id(slot),
+		.as_id = memslot_slot_as_id(slot),
+		.flags = memslot_slot_flags(slot), .gfn_start = start,
+		.gfn_end = end, .event = event,
+	};
+
+	record(f, who, &c);
+	if (f->try_reentry)
+		try_reentry(f, vm);
+	return f->young;
+}
+
+static bool inval1(struct memslot_vm *vm, void *ctx,
+		   const struct memslot_slot *slot, uint64_t start,
+		   uint64_t end, enum memslot_notifier_event event)
+{
+	return inval_hook(ctx, 1, vm, slot, start, end, event);
+}
+
+static bool inval2(struct memslot_vm *vm, void *ctx,
+		   const struct memslot_slot *slot, uint64_t start,
+		   uint64_t end, enum memslot_notifier_event event)
+{
+	inval_hook(ctx, 2, vm, slot, start, end, event);
+	return false;
+}
+
+static void change1(struct memslot_vm *vm, void *ctx,
+		    const struct memslot_slot *slot, uint64_t gfn,
+		    uint64_t hva, bool writable)
+{
+	struct call c = {
+		.kind = 'c', .id = memslot_slot_id(slot),
+		.as_id = memslot_slot_as_id(slot),
+		.flags = memslot_slot_flags(slot), .gfn_start = gfn,
+		.gfn_end = gfn + 1, .hva = hva, .writable = writable,
+	};
+
+	(void)vm;
+	record(ctx, 1, &c);
+}
+
+static int setup_nr_as(void **state, unsigned int nr_as)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -1;
+	f->fail_at = -1;
+	f->alloc = (struct memslot_allocator){
+		.size = sizeof(f->alloc), .malloc = t_malloc, .free = t_free,
+		.ctx = f,
+	};
+	memslot_config_init_x86_64(&f->cfg);
+	f->cfg.nr_as = nr_as;
+	f->cfg.alloc = &f->alloc;
+	f->cfg.rcu = memslot_rcu_counter();
+	f->ops = (struct memslot_notifier_ops){
+		.size = sizeof(f->ops), .invalidate = inval1,
+		.change = change1, .ctx = f,
+	};
+	f->ops2 = (struct memslot_notifier_ops){
+		.size = sizeof(f->ops2), .invalidate = inval2, .ctx = f,
+	};
+	if (memslot_vm_create(&f->cfg, &f->vm)) {
+		free(f);
+		return -1;
+	}
+	memslot_thread_register(f->vm);
+	*state = f;
+	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_nr_as(state, 1);
+}
+
+static int setup2(void **state)
+{
+	return setup_nr_as(state, 2);
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	memslot_thread_unregister(f->vm);
+	memslot_vm_destroy(f->vm);
+	free(f);
+	return 0;
+}
+
+static void set(struct fixture *f, unsigned int as_id, uint32_t id,
+		uint64_t gfn, uint64_t npages, uint64_t hva, uint32_t flags)
+{
+	struct memslot_region r = {
+		.slot = as_id << 16 | id, .flags = flags,
+		.guest_phys_addr = gfn * PAGE, .memory_size = npages * PAGE,
+		.userspace_addr = hva,
+	};
+
+	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
+}
+
+/* ---- registration and bad input ------------------------------------ */
+
+static void test_register(void **state)
+{
+	struct fixture *f = *state;
+	struct memslot_notifier_ops small = f->ops;
+
+	small.size = offsetof(struct memslot_notifier_ops, ctx);
+	assert_int_equal(memslot_notifier_register(NULL, &f->ops), -EINVAL);
+	assert_int_equal(memslot_notifier_register(f->vm, NULL), -EINVAL);
+	assert_int_equal(memslot_notifier_register(f->vm, &small), -EINVAL);
+	assert_int_equal(memslot_notifier_unregister(f->vm, &f->ops), -ENOENT);
+	assert_int_equal(memslot_notifier_unregister(NULL, &f->ops), -EINVAL);
+	assert_int_equal(memslot_notifier_register(f->vm, &f->ops), 0);
+	assert_int_equal(memslot_notifier_register(f->vm, &f->ops), -EEXIST);
+	assert_int_equal(memslot_notifier_register(f->vm, &f->ops2), 0);
+
+	/* Registration order is call order. */
+	set(f, 0, 0, 0, 4, HVA, 0);
+	assert_int_equal(memslot_notifier_invalidate_start(
+				 f->vm, HVA, HVA + PAGE, MEMSLOT_NOTIFY_UNMAP),
+			 0);
+	assert_int_equal(memslot_notifier_invalidate_end(f->vm, HVA,
+							 HVA + PAGE), 0);
+	assert_int_equal(f->ncalls, 2);
+	assert_int_equal(f->order[0], 1);
+	assert_int_equal(f->order[1], 2);
+
+	/* Unregistered: never called again. */
+	assert_int_equal(memslot_notifier_unregister(f->vm, &f->ops), 0);
+	f->ncalls = 0;
+	assert_int_equal(memslot_notifier_invalidate_start(
+				 f->vm, HVA, HVA + PAGE, MEMSLOT_NOTIFY_UNMAP),
+			 0);
+	assert_int_equal(memslot_notifier_invalidate_end(f->vm, HVA,
+							 HVA + PAGE), 0);
+	assert_int_equal(f->ncalls, 1);
+	assert_int_equal(f->order[0], 2);
+}
+
+static void test_register_nomem(void **state)
+{
+	struct fixture *f = *state;
+
+	f->fail_at = f->allocs;
+	assert_int_equal(memslot_notifier_register(f->vm, &f->ops), -ENOMEM);
+	assert_int_equal(memslot_notifier_unregister(f->vm, &f->ops), -ENOENT);
+	assert_int_equal(memslot_notifier_register(f->vm, &f->ops), 0);
+}
+
+static void test_bad_input(void **state)
+{
+	struct fixture *f = *state;
+	struct memslot_vm *vm = f->vm;
+
+	assert_int_equal(memslot_notifier_invalidate_start(
+				 NULL, HVA, HVA + 1, MEMSLOT_NOTIFY_UNMAP),
+			 -EINVAL);
+	assert_int_equal(memslot_notifier_invalidate_start(
+				 vm, HVA, HVA, MEMSLOT_NOTIFY_UNMAP),
+			 -EINVAL);
+	assert_int_equal(memslot_notifier_invalidate_start(
+				 vm, HVA + 1, HVA, MEMSLOT_NOTIFY_UNMAP),
+			 -EINVAL);
+	assert_int_equal(memslot_notifier_invalidate_start(
+				 vm, HVA, HVA + 1, MEMSLOT_NOTIFY_AGE),
+			 -EINVAL);
+	assert_int_equal(memslot_notifier_invalidate_start(
+				 vm, HVA, HVA + 1, (enum memslot_notifier_event)99),
+			 -EINVAL);
+	/* End or change with no invalidation active. */
+	assert_int_equal(memslot_notifier_invalidate_end(vm, HVA, HVA + 1),
+			 -EINVAL);
+	assert_int_equal(memslot_notifier_invalidate_end(NULL, HVA, HVA + 1),
+			 -EINVAL);
+	assert_int_equal(memslot_notifier_change(vm, HVA, true), -EINVAL);
+	assert_int_equal(memslot_notifier_change(NULL, HVA, true), -EINVAL);
+	assert_int_equal(memslot_notifier_age(vm, HVA, HVA + 1,
+					      MEMSLOT_NOTIFY_UNMAP),
+			 -EINVAL);
+	assert_int_equal(memslot_notifier_age(vm, HVA, HVA,
+					      MEMSLOT_NOTIFY_AGE),
+			 -EINVAL);
+	assert_int_equal(memslot_notifier_age(NULL, HVA, HVA + 1,
+					      MEMSLOT_NOTIFY_AGE),
+			 -EINVAL);
+	/* Nothing of that started anything: a slot swap does not wait. */
+	set(f, 0, 0, 0, 4, HVA, 0);
+	assert_int_equal(memslot_notifier_seq_begin(vm), 0);
+}
+
+/* ---- dispatch -------------------------------------------------------- */
+
+/*
+ * Two address spaces; in AS 0 slot 1 covers [HVA, HVA+8P) at gfn 0x100 and
+ * slot 2 aliases [HVA+4P, HVA+12P) at gfn 0x300; in AS 1 slot 1 covers
+ * [HVA+2P, HVA+6P) at gfn 0x10.  Slot 3 of AS 0 lies elsewhere.
+ */
+static void alias_layout(struct fixture *f)
+{
+	set(f, 0, 1, 0x100, 8, HVA, 0);
+	set(f, 0, 2, 0x300, 8, HVA + 4 * PAGE, 0);
+	set(f, 1, 1, 0x10, 4, HVA + 2 * PAGE, 0);
+	set(f, 0, 3, 0x500, 4, HVA + 64 * PAGE, 0);
+}
+
+static const struct call *find_call(const struct fixture *f, unsigned int as,
+				    uint32_t id)
+{
+	for (int i = 0; i < f->ncalls; i++) {
+		if (f->calls[i].as_id == as && f->calls[i].id == id)
+			return &f->calls[i];
+	}
+	return NULL;
+}
+
+static void assert_range(const struct call *c, uint64_t start, uint64_t end)
+{
+	assert_non_null(c);
+	assert_int_equal(c->kind, 'i');
+	assert_int_equal(c->event, MEMSLOT_NOTIFY_UNMAP);
+	assert_int_equal(c->gfn_start, start);
+	assert_int_equal(c->gfn_end, end);
+}
+
+static void test_dispatch_every_as_and_alias(void **state)
+{
+	struct fixture *f = *state;
+	/* [HVA+5P+1, HVA+6P+1): partly covers its last page. */
+	uint64_t s = HVA + 5 * PAGE + 1, e = HVA + 6 * PAGE + 1;
+
+	alias_layout(f);
+	assert_int_equal(memslot_notifier_register(f->vm, &f->ops), 0);
+	assert_int_equal(memslot_notifier_invalidate_start(
+				 f->vm, s, e, MEMSLOT_NOTIFY_UNMAP),
+			 0);
+	assert_int_equal(f->ncalls, 3);
+	assert_range(find_call(f, 0, 1), 0x105, 0x107);
+	assert_range(find_call(f, 0, 2), 0x301, 0x303);
+	/* AS 1's slot ends at HVA + 6P: only its last page. */
+	assert_range(find_call(f, 1, 1), 0x13, 0x14);
+	assert_null(find_call(f, 0, 3));
+	assert_int_equal(memslot_notifier_invalidate_end(f->vm, s, e), 0);
+	/* End calls no hook. */
+	assert_int_equal(f->ncalls, 3);
+}
+
+static void test_retry_semantics(void **state)
+{
+	struct fixture *f = *state;
+	struct memslot_vm *vm = f->vm;
+	uint64_t seq, seq2;
+
+	set(f, 0, 1, 0x100, 16, HVA, 0);
+	seq = memslot_notifier_seq_begin(vm);
+	assert_false(memslot_notifier_retry(vm, seq, 0x104));
+
+	/* In progress over gfns 0x104..0x105: those retry, others not yet. */
+	assert_int_equal(memslot_notifier_invalidate_start(
+				 vm, HVA + 4 * PAGE, HVA + 6 * PAGE,
+				 MEMSLOT_NOTIFY_UNMAP),
+			 0);
+	assert_true(memslot_notifier_retry(vm, seq, 0x104));
+	assert_true(memslot_notifier_retry(vm, seq, 0x105));
+	assert_false(memslot_notifier_retry(vm, seq, 0x103));
+	assert_false(memslot_notifier_retry(vm, seq, 0x106));
+	/* A fault that begins during the invalidation still retries inside
+	 * the range. */
+	seq2 = memslot_notifier_seq_begin(vm);
+	assert_int_equal(seq2, seq);
+	assert_true(memslot_notifier_retry(vm, seq2, 0x104));
+
+	/* A second invalidation widens the union; the first ending keeps
+	 * the whole union until none is in progress (KVM's false
+	 * positives). */
+	assert_int_equal(memslot_notifier_invalidate_start(
+				 vm, HVA + 10 * PAGE, HVA + 11 * PAGE,
+				 MEMSLOT_NOTIFY_UNMAP),
+			 0);
+	assert_true(memslot_notifier_retry(vm, seq, 0x10a));
+	/* The union is one interval, [0x104, 0x10b): the gap between the
+	 * two ranges retries too (a false positive, as in KVM). */
+	assert_true(memslot_notifier_retry(vm, seq, 0x108));
+	assert_false(memslot_notifier_retry(vm, seq, 0x10b));
+	assert_false(memslot_notifier_retry(vm, seq, 0x103));
+	assert_int_equal(memslot_notifier_invalidate_end(
+				 vm, HVA + 4 * PAGE, HVA + 6 * PAGE),
+			 0);
+	seq2 = memslot_notifier_seq_begin(vm);
+	assert_int_equal(seq2, seq + 1);
+	assert_true(memslot_notifier_retry(vm, seq2, 0x104));
+	assert_true(memslot_notifier_retry(vm, seq2, 0x10a));
+	assert_false(memslot_notifier_retry(vm, seq2, 0x10b));
+	/* Every fault that began before an end retries, whatever its gfn. */
+	assert_true(memslot_notifier_retry(vm, seq, 0x10b));
+	assert_int_equal(memslot_notifier_invalidate_end(
+				 vm, HVA + 10 * PAGE, HVA + 11 * PAGE),
+			 0);
+	seq2 = memslot_notifier_seq_begin(vm);
+	assert_int_equal(seq2, seq + 2);
+	assert_false(memslot_notifier_retry(vm, seq2, 0x104));
+	assert_false(memslot_notifier_retry(vm, seq2, 0x10a));
+}
+
+static void test_range_without_slot(void **state)
+{
+	struct fixture *f = *state;
+	struct memslot_vm *vm = f->vm;
+	uint64_t seq;
+
+	set(f, 0, 1, 0x100, 4, HVA, 0);
+	assert_int_equal(memslot_notifier_register(vm, &f->ops), 0);
+	seq = memslot_notifier_seq_begin(vm);
+	/* Host memory outside every slot: no hook, no retry, no new
+	 * sequence (KVM counts only invalidations that meet a slot). */
+	assert_int_equal(memslot_notifier_invalidate_start(
+				 vm, HVA + 4 * PAGE, HVA + 8 * PAGE,
+				 MEMSLOT_NOTIFY_UNMAP),
+			 0);
+	assert_int_equal(f->ncalls, 0);
+	assert_false(memslot_notifier_retry(vm, seq, 0x100));
+	/* It is active all the same: change is legal, and finds nothing. */
+	assert_int_equal(memslot_notifier_change(vm, HVA + 4 * PAGE, true), 0);
+	assert_int_equal(f->ncalls, 0);
+	assert_int_equal(memslot_notifier_invalidate_end(
+				 vm, HVA + 4 * PAGE, HVA + 8 * PAGE),
+			 0);
+	assert_int_equal(memslot_notifier_seq_begin(vm), seq);
+	assert_int_equal(memslot_notifier_invalidate_end(
+				 vm, HVA + 4 * PAGE, HVA + 8 * PAGE),
+			 -EINVAL);
+}
+
+static void test_change(void **state)
+{
+	struct fixture *f = *state;
+	struct memslot_vm *vm = f->vm;
+	uint64_t s = HVA + 5 * PAGE, e = HVA + 6 * PAGE;
+	const struct call *c;
+
+	alias_layout(f);
+	set(f, 0, 4, 0x700, 4, HVA + 5 * PAGE, MEMSLOT_MEM_READONLY);
+	assert_int_equal(memslot_notifier_register(vm, &f->ops), 0);
+	assert_int_equal(memslot_notifier_invalidate_start(
+				 vm, s, e, MEMSLOT_NOTIFY_UNMAP),
+			 0);
+	f->ncalls = 0;
+	/* An address inside the page names the page. */
+	assert_int_equal(memslot_notifier_change(vm, s + 123, true), 0);
+	assert_int_equal(f->ncalls, 4);
+	c = find_call(f, 0, 1);
+	assert_int_equal(c->kind, 'c');
+	assert_int_equal(c->gfn_start, 0x105);
+	assert_int_equal(c->hva, s);
+	assert_true(c->writable);
+	c = find_call(f, 0, 2);
+	assert_int_equal(c->gfn_start, 0x301);
+	assert_int_equal(c->hva, s);
+	assert_true(find_call(f, 1, 1)->writable);
+	/* READONLY: never writable. */
+	c = find_call(f, 0, 4);
+	assert_int_equal(c->gfn_start, 0x700);
+	assert_false(c->writable);
+	f->ncalls = 0;
+	assert_int_equal(memslot_notifier_change(vm, s, false), 0);
+	assert_false(find_call(f, 0, 1)->writable);
+	assert_int_equal(memslot_notifier_invalidate_end(vm, s, e), 0);
+	assert_int_equal(memslot_notifier_change(vm, s, true), -EINVAL);
+}
+
+static void test_age(void **state)
+{
+	struct fixture *f = *state;
+	struct memslot_vm *vm = f->vm;
+	uint64_t seq;
+
+	alias_layout(f);
+	assert_int_equal(memslot_notifier_register(vm, &f->ops), 0);
+	assert_int_equal(memslot_notifier_register(vm, &f->ops2), 0);
+	seq = memslot_notifier_seq_begin(vm);
+	f->young = false;
+	assert_int_equal(memslot_notifier_age(vm, HVA, HVA + PAGE,
+					      MEMSLOT_NOTIFY_TEST_YOUNG),
+			 0);
+	assert_int_equal(f->ncalls, 2);
+	assert_int_equal(f->calls[0].event, MEMSLOT_NOTIFY_TEST_YOUNG);
+	f->young = true;
+	assert_int_equal(memslot_notifier_age(vm, HVA, HVA + PAGE,
+					      MEMSLOT_NOTIFY_AGE),
+			 1);
+	assert_int_equal(f->calls[2].event, MEMSLOT_NOTIFY_AGE);
+	assert_int_equal(memslot_notifier_age(vm, HVA + 6 * PAGE,
+					      HVA + 7 * PAGE,
+					      MEMSLOT_NOTIFY_CLEAR_YOUNG),
+			 1);
+	/* Outside every slot: nobody to ask. */
+	assert_int_equal(memslot_notifier_age(vm, HVA + 32 * PAGE,
+					      HVA + 33 * PAGE,
+					      MEMSLOT_NOTIFY_AGE),
+			 0);
+	/* Aging invalidates nothing. */
+	assert_int_equal(memslot_notifier_seq_begin(vm), seq);
+	assert_false(memslot_notifier_retry(vm, seq, 0x100));
+}
+
+static void test_hook_reentry(void **state)
+{
+	struct fixture *f = *state;
+	struct memslot_vm *vm = f->vm;
+
+	set(f, 0, 1, 0x100, 4, HVA, 0);
+	assert_int_equal(memslot_notifier_register(vm, &f->ops), 0);
+	f->try_reentry = true;
+	assert_int_equal(memslot_notifier_invalidate_start(
+				 vm, HVA, HVA + PAGE, MEMSLOT_NOTIFY_UNMAP),
+			 0);
+	f->try_reentry = false;
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(f->reentry[i], -EDEADLK);
+	assert_int_equal(memslot_notifier_invalidate_end(vm, HVA, HVA + PAGE),
+			 0);
+	/* Nothing the refused calls tried happened. */
+	assert_int_equal(memslot_notifier_unregister(vm, &f->ops2), -ENOENT);
+	assert_int_equal(memslot_notifier_unregister(vm, &f->ops), 0);
+	assert_int_equal(memslot_notifier_invalidate_end(vm, HVA, HVA + PAGE),
+			 -EINVAL);
+}
+
+/* ---- an invalidation during a DELETE's INVALID phase ------------------ */
+
+struct flush_probe {
+	struct fixture *f;
+	int start_r, change_r, end_r;
+	int invalidates, changes;
+	uint32_t inval_flags;
+};
+
+static void probe_flush(struct memslot_vm *vm, void *ctx,
+			const struct memslot_slot *old)
+{
+	struct flush_probe *p = ctx;
+	struct fixture *f = p->f;
+
+	(void)old;
+	f->ncalls = 0;
+	p->start_r = memslot_notifier_invalidate_start(
+		vm, HVA, HVA + PAGE, MEMSLOT_NOTIFY_UNMAP);
+	p->change_r = memslot_notifier_change(vm, HVA, true);
+	p->end_r = memslot_notifier_invalidate_end(vm, HVA, HVA + PAGE);
+	for (int i = 0; i < f->ncalls; i++) {
+		p->invalidates += f->calls[i].kind == 'i';
+		p->changes += f->calls[i].kind == 'c';
+		if (f->calls[i].kind == 'i')
+			p->inval_flags = f->calls[i].flags;
+	}
+}
+
+static void test_invalid_slot_gets_no_change(void **state)
+{
+	struct fixture *f = *state;
+	struct flush_probe p = {.f = f};
+	struct memslot_listener l = {
+		.size = sizeof(l), .flush = probe_flush, .ctx = &p,
+	};
+
+	set(f, 0, 1, 0x100, 4, HVA, 0);
+	assert_int_equal(memslot_notifier_register(f->vm, &f->ops), 0);
+	assert_int_equal(memslot_listener_register(f->vm, &l), 0);
+	set(f, 0, 1, 0, 0, 0, 0);	/* delete: flush sees the INVALID copy */
+	assert_int_equal(p.start_r, 0);
+	assert_int_equal(p.change_r, 0);
+	assert_int_equal(p.end_r, 0);
+	/* Invalidation reaches the INVALID slot; the change does not. */
+	assert_int_equal(p.invalidates, 1);
+	assert_true(p.inval_flags & MEMSLOT_INVALID);
+	assert_int_equal(p.changes, 0);
+	assert_int_equal(memslot_listener_unregister(f->vm, &l), 0);
+}
+
+/* ---- slot swaps wait for active invalidations ---------------------- */
+
+struct swapper {
+	struct memslot_vm *vm;
+	struct memslot_region r;
+	bool deferred;
+	int result;
+	atomic_bool done;
+};
+
+static void *swapper_main(void *arg)
+{
+	struct swapper *s = arg;
+	struct memslot_txn_result res = {0};
+
+	if (s->deferred) {
+		s->result = memslot_set_regions_deferred(s->vm, &s->r, 1, &res);
+		if (!s->result)
+			s->result = memslot_vm_wait(s->vm, res.ticket);
+	} else {
+		s->result = memslot_set_region(s->vm, &s->r, NULL);
+	}
+	atomic_store(&s->done, true);
+	return NULL;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = ms * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+static void swap_waits(struct fixture *f, bool deferred)
+{
+	struct swapper s = {
+		.vm = f->vm, .deferred = deferred,
+		.r = {.slot = 2, .guest_phys_addr = 0x200 * PAGE,
+		      .memory_size = 4 * PAGE, .userspace_addr = HVA + PAGE},
+	};
+	uint64_t seq = memslot_notifier_seq_begin(f->vm);
+	pthread_t t;
+
+	set(f, 0, 1, 0x100, 1, HVA, 0);
+	assert_int_equal(memslot_notifier_register(f->vm, &f->ops), 0);
+	/* The new slot would meet this range: its start found none. */
+	assert_int_equal(memslot_notifier_invalidate_start(
+				 f->vm, HVA + PAGE, HVA + 2 * PAGE,
+				 MEMSLOT_NOTIFY_UNMAP),
+			 0);
+	assert_int_equal(pthread_create(&t, NULL, swapper_main, &s), 0);
+	sleep_ms(100);
+	assert_false(atomic_load(&s.done));
+	/* The end sees the layout the start saw: no slot, so nothing was
+	 * in progress and the sequence stays. */
+	assert_int_equal(memslot_notifier_invalidate_end(
+				 f->vm, HVA + PAGE, HVA + 2 * PAGE),
+			 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_true(atomic_load(&s.done));
+	assert_int_equal(s.result, 0);
+	assert_int_equal(memslot_notifier_seq_begin(f->vm), seq);
+	assert_int_equal(f->ncalls, 0);
+}
+
+static void test_swap_waits_blocking(void **state)
+{
+	swap_waits(*state, false);
+}
+
+static void test_swap_waits_deferred(void **state)
+{
+	swap_waits(*state, true);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_register, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_register_nomem, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_bad_input, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(
+			test_dispatch_every_as_and_alias, setup2, teardown),
+		cmocka_unit_test_setup_teardown(test_retry_semantics, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_range_without_slot, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_change, setup2, teardown),
+		cmocka_unit_test_setup_teardown(test_age, setup2, teardown),
+		cmocka_unit_test_setup_teardown(test_hook_reentry, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(
+			test_invalid_slot_gets_no_change, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_swap_waits_blocking,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_swap_waits_deferred,
+						setup, teardown),
+	};
+
+	return cmocka_run_group_tests_name("notifier", tests, NULL, NULL);
+}
