@@ -8,6 +8,7 @@
 #ifndef MEMSLOT_LIB_SLOT_H
 #define MEMSLOT_LIB_SLOT_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 struct memslot_slot {
@@ -19,6 +20,8 @@ struct memslot_slot {
 	void *user_data;
 	uint32_t as_id;
 	uint32_t page_shift;
+	/* Dirty bitmap (dirty.h); shared by the states of one logging run. */
+	_Atomic uint64_t *dirty;
 };
 
 /* The gfn after the slot's last page. */

@@ -106,3 +106,17 @@ const struct memslot_slot *memslot_vcpu_gfn_to_slot(struct memslot_vcpu *vcpu,
 		return slot;
 	return vcpu_miss(vcpu, set, gen, gfn);
 }
+
+/*
+ * The seed's path (kvm_vcpu_mark_page_dirty): a cache hit, then one atomic
+ * OR on the bitmap word.  No lock, no other store.
+ */
+void memslot_vcpu_mark_page_dirty(struct memslot_vcpu *vcpu,
+				  unsigned int as_id, uint64_t gfn)
+{
+	const struct memslot_slot *slot = memslot_vcpu_gfn_to_slot(vcpu, as_id,
+								   gfn);
+
+	if (slot)
+		dirty_mark_gfn(slot, gfn);
+}

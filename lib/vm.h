@@ -11,6 +11,7 @@
 
 #include "alloc.h"
 #include "bptree.h"
+#include "dirty.h"
 #include "idmap.h"
 #include "listener.h"
 #include "reclaim.h"
@@ -46,6 +47,7 @@ struct memslot_vm {
 	struct bpt_pool pool;
 	struct listeners listeners;
 	struct reclaim reclaim;
+	struct dirty_vm dirty;
 };
 
 /* The active layout of @as_id, which the caller has bounds-checked. */
