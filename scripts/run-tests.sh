@@ -3,11 +3,11 @@
 #
 # run-tests.sh: every check CI runs, on a fresh Debian 12 machine or a
 # prepared one.  Installs missing packages (needs root for apt-get), then
-#   gcc       gcc build, -Werror: suites unit, abi, kvm, stress
-#   clang     clang build, -Werror: suite unit
-#   asan      clang, AddressSanitizer + UBSan: suites unit, stress, kvm
+#   gcc       gcc build, -Werror: suites unit, dirty, abi, kvm, stress
+#   clang     clang build, -Werror: suites unit, dirty
+#   asan      clang, AddressSanitizer + UBSan: suites unit, dirty, stress, kvm
 #   tsan      gcc, ThreadSanitizer: suite stress
-#   valgrind  gcc, every unit test under valgrind
+#   valgrind  gcc, every unit and dirty test under valgrind
 #   fuzz      libFuzzer (clang, ASan+UBSan): seed corpus, then FUZZ_SECONDS
 #             (default 60) of fuzzing against the reference model
 #   bench     a quick benchmark smoke run, when bench/ defines benchmarks
@@ -160,31 +160,31 @@ mkdir -p "$BUILD_ROOT"
 echo "build directories under $BUILD_ROOT"
 
 if want gcc; then
-	section_start "gcc: build, suites unit abi kvm stress"
+	section_start "gcc: build, suites unit dirty abi kvm stress"
 	if CC=gcc CXX=g++ configure gcc --buildtype=debugoptimized; then
-		run_suites gcc -- unit abi kvm stress
+		run_suites gcc -- unit dirty abi kvm stress
 	fi
 	section_end gcc
 fi
 
 if want clang; then
-	section_start "clang: build, suite unit"
+	section_start "clang: build, suites unit dirty"
 	if CC=clang CXX=clang++ configure clang --buildtype=debugoptimized \
 		-Dbench=false; then
-		run_suites clang -- unit
+		run_suites clang -- unit dirty
 	fi
 	section_end clang
 fi
 
 if want asan; then
-	section_start "clang ASan+UBSan: suites unit stress kvm"
+	section_start "clang ASan+UBSan: suites unit dirty stress kvm"
 	if CC=clang CXX=clang++ configure asan --buildtype=debug \
 		-Db_sanitize=address,undefined -Db_lundef=false -Dbench=false; then
 		test_wrap=("${no_aslr[@]}")
 		run_suites asan \
 			ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 			UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-			-- unit stress kvm -- --timeout-multiplier 3
+			-- unit dirty stress kvm -- --timeout-multiplier 3
 		test_wrap=()
 	fi
 	section_end asan
@@ -204,10 +204,10 @@ if want tsan; then
 fi
 
 if want valgrind; then
-	section_start "valgrind (gcc): suite unit"
+	section_start "valgrind (gcc): suites unit dirty"
 	if CC=gcc CXX=g++ configure valgrind --buildtype=debugoptimized \
 		-Dbench=false; then
-		run_suites valgrind -- unit -- --setup valgrind
+		run_suites valgrind -- unit dirty -- --setup valgrind
 	fi
 	section_end valgrind
 fi
