@@ -1516,6 +1516,209 @@ void bm_cow_storm(benchmark::State &st, int n, bool prefetch)
 	st.counters["op_ns"] = writes ? ns.load() / writes : 0;
 }
 
+// ---- dirty logging -------------------------------------------------------
+//
+// dirty_iter (the seed's dirty_log_perf_test shape): 64 vCPUs over 64
+// logging slots of kDirtyPages pages, run on the machine's threads; each
+// vCPU marks every page of its own slot once per pass, the vCPUs of one
+// thread interleaved page by page (so a single set-wide cache sees a new
+// slot on almost every mark).  The first pass is "populate" (counter
+// populate_ms); each timed iteration harvests every slot (not timed, counter
+// harvest_ms) and then runs one pass.  Impls: marks through a vCPU cache,
+// through the set-wide cache, and through a plain search.
+//
+// dirty_harvest: one logging slot of <pages> pages filled dense (every page)
+// or sparse1pct (1% of pages, random), harvested with
+// memslot_get_dirty_log(); counter memcpy_ns is a memcpy of the same number
+// of bytes, x_memcpy the ratio.
+
+constexpr uint64_t kDirtyPages = 16384;
+
+enum class MarkVia { vcpu, setwide, search };
+
+const char *mark_name(MarkVia v)
+{
+	return v == MarkVia::vcpu ? "libmemslot-vcpu"
+	       : v == MarkVia::setwide ? "libmemslot" : "libmemslot-nocache";
+}
+
+struct DirtyVm {
+	memslot_vm *vm = nullptr;
+	std::vector<memslot_vcpu *> vcpus;
+
+	DirtyVm()
+	{
+		memslot_config cfg;
+
+		memslot_config_init_x86_64(&cfg);
+		if (memslot_vm_create(&cfg, &vm))
+			abort();
+		for (int i = 0; i < kVcpus; i++) {
+			memslot_region r = {};
+			r.slot = (uint32_t)i;
+			r.flags = MEMSLOT_MEM_LOG_DIRTY_PAGES;
+			r.guest_phys_addr = base(i) * kPage;
+			r.memory_size = kDirtyPages * kPage;
+			r.userspace_addr = kHvaBase + base(i) * kPage;
+			memslot_vcpu *v;
+			if (memslot_set_region(vm, &r, nullptr) ||
+			    memslot_vcpu_create(vm, &v))
+				abort();
+			vcpus.push_back(v);
+		}
+	}
+	~DirtyVm()
+	{
+		for (auto *v : vcpus)
+			memslot_vcpu_destroy(v);
+		memslot_vm_destroy(vm);
+	}
+	static uint64_t base(int i) { return 16 + (uint64_t)i * (kDirtyPages + 4); }
+};
+
+void mark_one(DirtyVm &d, MarkVia via, int v, uint64_t gfn)
+{
+	switch (via) {
+	case MarkVia::vcpu:
+		memslot_vcpu_mark_page_dirty(d.vcpus[v], 0, gfn);
+		break;
+	case MarkVia::setwide:
+		memslot_mark_page_dirty(d.vm, 0, gfn);
+		break;
+	case MarkVia::search:
+		memslot_slot_mark_page_dirty(
+			memslot_search(d.vm, 0, gfn, false), gfn);
+		break;
+	}
+}
+
+// One pass: thread t runs vCPUs t, t + T, ...; returns seconds.
+double dirty_pass(DirtyVm &d, MarkVia via, unsigned int threads)
+{
+	std::vector<std::thread> th;
+	auto t0 = std::chrono::steady_clock::now();
+
+	for (unsigned int t = 0; t < threads; t++)
+		th.emplace_back([&d, via, t, threads] {
+			memslot_thread_register(d.vm);
+			memslot_read_lock(d.vm);
+			for (uint64_t p = 0; p < kDirtyPages; p++)
+				for (int v = (int)t; v < kVcpus; v += (int)threads)
+					mark_one(d, via, v, DirtyVm::base(v) + p);
+			memslot_read_unlock(d.vm);
+			memslot_thread_unregister(d.vm);
+		});
+	for (auto &x : th)
+		x.join();
+	return std::chrono::duration<double>(std::chrono::steady_clock::now() -
+					     t0).count();
+}
+
+// Harvest every slot; false if a slot lacks a page.
+bool dirty_harvest_all(DirtyVm &d, std::vector<uint64_t> &bm)
+{
+	bool ok = true;
+
+	for (int i = 0; i < kVcpus; i++) {
+		ok &= memslot_get_dirty_log(d.vm, (uint32_t)i, bm.data()) == 0;
+		for (uint64_t w : bm)
+			ok &= w == ~0ull;
+	}
+	return ok;
+}
+
+void bm_dirty_iter(benchmark::State &st, MarkVia via)
+{
+	unsigned int threads = std::max(1u, std::thread::hardware_concurrency());
+	DirtyVm d;
+	std::vector<uint64_t> bm(kDirtyPages / 64);
+	double populate = dirty_pass(d, via, threads), harvest = 0;
+	bool ok = true;
+	int64_t n = 0;
+
+	for (auto _ : st) {
+		auto t0 = std::chrono::steady_clock::now();
+		ok &= dirty_harvest_all(d, bm);
+		harvest += std::chrono::duration<double>(
+			std::chrono::steady_clock::now() - t0).count();
+		st.SetIterationTime(dirty_pass(d, via, threads));
+		n++;
+	}
+	if (!ok)
+		st.SkipWithError("a mark was lost");
+	st.counters["populate_ms"] = populate * 1e3;
+	st.counters["harvest_ms"] = n ? harvest * 1e3 / (double)n : 0;
+	st.counters["threads"] = threads;
+	st.counters["ops"] = (double)(kVcpus * kDirtyPages);
+}
+
+void bm_dirty_harvest(benchmark::State &st, bool dense, uint64_t pages)
+{
+	memslot_config cfg;
+	memslot_vm *vm;
+	memslot_region r = {};
+	uint64_t words = pages / 64, expect = 0;
+	std::vector<uint64_t> fill(words), out(words), copy(words);
+	std::mt19937_64 rng(7);
+	double memcpy_s = 0;
+	bool ok = true;
+
+	for (uint64_t p = 0; p < pages; p++)
+		if (dense || rng() % 100 == 0)
+			fill[p / 64] |= 1ull << (p % 64), expect++;
+	memslot_config_init_x86_64(&cfg);
+	r.flags = MEMSLOT_MEM_LOG_DIRTY_PAGES;
+	r.guest_phys_addr = 16 * kPage;
+	r.memory_size = pages * kPage;
+	r.userspace_addr = kHvaBase;
+	if (memslot_vm_create(&cfg, &vm) || memslot_set_region(vm, &r, nullptr))
+		abort();
+	for (auto _ : st) {
+		ok &= memslot_dirty_merge(vm, 0, fill.data()) == 0;
+		auto t0 = std::chrono::steady_clock::now();
+		ok &= memslot_get_dirty_log(vm, 0, out.data()) == 0;
+		auto t1 = std::chrono::steady_clock::now();
+		memcpy(copy.data(), fill.data(), words * 8);
+		benchmark::DoNotOptimize(copy.data());
+		auto t2 = std::chrono::steady_clock::now();
+		st.SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
+		memcpy_s += std::chrono::duration<double>(t2 - t1).count();
+		ok &= out[words / 2] == fill[words / 2];
+	}
+	memslot_vm_destroy(vm);
+	if (!ok)
+		st.SkipWithError("harvest differs from what was marked");
+	double per = memcpy_s / (double)st.iterations();
+	st.counters["memcpy_ns"] = per * 1e9;
+	st.counters["dirty_pages"] = (double)expect;
+	st.counters["bytes"] = (double)(words * 8);
+}
+
+void add_dirty()
+{
+	for (MarkVia v : { MarkVia::vcpu, MarkVia::setwide, MarkVia::search }) {
+		std::string name = std::string("memslots/dirty_iter/") +
+				   mark_name(v) + "/" + std::to_string(kVcpus);
+		benchmark::RegisterBenchmark(name.c_str(),
+			[v](benchmark::State &st) { bm_dirty_iter(st, v); })
+			->UseManualTime()
+			->Iterations(3)
+			->Unit(benchmark::kMillisecond);
+	}
+	for (bool dense : { true, false })
+		for (uint64_t pages : { 262144ull, 16777216ull }) {
+			std::string name = std::string("memslots/dirty_harvest/") +
+				(dense ? "dense" : "sparse1pct") + "/" +
+				std::to_string(pages);
+			benchmark::RegisterBenchmark(name.c_str(),
+				[dense, pages](benchmark::State &st) {
+					bm_dirty_harvest(st, dense, pages);
+				})
+				->UseManualTime()
+				->Unit(benchmark::kMicrosecond);
+		}
+}
+
 // ---- registration -----------------------------------------------------
 
 void add(const std::string &test, const char *impl, int n,
@@ -1687,6 +1890,7 @@ void register_all()
 		add_page_lookup_tests<VmMemoryImpl>(n);
 #endif
 	}
+	add_dirty();
 }
 
 // A display reporter that remembers whether any benchmark failed its

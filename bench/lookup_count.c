@@ -13,6 +13,9 @@
  * MODE read4:  COUNT 4-byte guest reads through a warm vCPU cache
  *              (memslot_vcpu_view_read), inside slot 0, which is given
  *              real backing for the purpose
+ * MODE mark:   COUNT marks through a warm vCPU cache
+ *              (memslot_vcpu_mark_page_dirty on gfns of one logging slot),
+ *              checked afterwards against the harvested bitmap
  *
  * Run with --toggle-collect=<the lookup function> so that callgrind counts
  * only the instructions of the lookups themselves; the program checks
@@ -31,7 +34,7 @@
 #define STRIDE_PAGES (SLOT_PAGES + 4u)
 #define PAGE 4096u
 
-static struct memslot_vm *make_vm(uint32_t nslots)
+static struct memslot_vm *make_vm(uint32_t nslots, uint32_t flags)
 {
 	struct memslot_region *r = calloc(nslots, sizeof(*r));
 	struct memslot_config cfg;
@@ -43,6 +46,7 @@ static struct memslot_vm *make_vm(uint32_t nslots)
 		exit(2);
 	for (uint32_t i = 0; i < nslots; i++) {
 		r[i].slot = i;
+		r[i].flags = flags;
 		r[i].guest_phys_addr = (uint64_t)i * STRIDE_PAGES * PAGE;
 		r[i].memory_size = (uint64_t)SLOT_PAGES * PAGE;
 		r[i].userspace_addr = (1ull << 32) + (uint64_t)i * STRIDE_PAGES * PAGE;
@@ -79,6 +83,34 @@ run_vcpu(struct memslot_vcpu *vcpu, const struct memslot_slot *want,
 	for (size_t i = 0; i < n; i++)
 		bad += memslot_vcpu_gfn_to_slot(vcpu, 0, i % SLOT_PAGES) != want;
 	return bad;
+}
+
+static __attribute__((noinline)) void
+run_mark(struct memslot_vcpu *vcpu, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		memslot_vcpu_mark_page_dirty(vcpu, 0, (i * 7) % SLOT_PAGES);
+}
+
+/* Every page of slot 0 marked (COUNT >= 512), nothing elsewhere. */
+static size_t do_mark(struct memslot_vm *vm, size_t n)
+{
+	uint64_t bm[SLOT_PAGES / 64], count = 0;
+	struct memslot_vcpu *vcpu;
+	size_t bad = 0;
+
+	if (memslot_vcpu_create(vm, &vcpu))
+		exit(2);
+	run_mark(vcpu, n);
+	memslot_vcpu_destroy(vcpu);
+	memslot_read_unlock(vm);
+	if (memslot_get_dirty_log(vm, 0, bm) ||
+	    memslot_dirty_count(vm, 1, &count))
+		exit(2);
+	for (size_t i = 0; i < SLOT_PAGES / 64; i++)
+		bad += bm[i] != (n >= SLOT_PAGES ? ~0ull : bm[i]);
+	memslot_read_lock(vm);
+	return bad + count;
 }
 
 static size_t do_random(struct memslot_vm *vm, uint32_t nslots, size_t n,
@@ -174,7 +206,7 @@ int main(int argc, char **argv)
 
 	if (argc != 4) {
 		fprintf(stderr,
-			"usage: %s vcpu|random|search|read4 SLOTS COUNT\n",
+			"usage: %s vcpu|random|search|read4|mark SLOTS COUNT\n",
 			argv[0]);
 		return 2;
 	}
@@ -182,7 +214,8 @@ int main(int argc, char **argv)
 	n = strtoull(argv[3], NULL, 0);
 	if (nslots == 0 || nslots > 32764)
 		return 2;
-	vm = make_vm(nslots);
+	vm = make_vm(nslots, strcmp(argv[1], "mark") ? 0
+				: MEMSLOT_MEM_LOG_DIRTY_PAGES);
 	if (!strcmp(argv[1], "read4")) {
 		bad = do_read4(vm, n);
 		memslot_vm_destroy(vm);
@@ -192,6 +225,8 @@ int main(int argc, char **argv)
 	memslot_read_lock(vm);
 	if (!strcmp(argv[1], "vcpu"))
 		bad = do_vcpu(vm, n);
+	else if (!strcmp(argv[1], "mark"))
+		bad = do_mark(vm, n);
 	else
 		bad = do_random(vm, nslots, n, !strcmp(argv[1], "search"));
 	memslot_read_unlock(vm);

@@ -25,6 +25,9 @@
 
 #define MAX_OPS 256
 #define MAX_HITS 64
+/* LOG_DIRTY_PAGES only on slots up to this size: a bitmap is memory. */
+#define LOG_MAX_PAGES 4096
+#define LOG_WORDS (LOG_MAX_PAGES / 64 + 2)
 
 /* The input, consumed from the front; reads past the end give zeros. */
 struct input {
@@ -221,6 +224,8 @@ static void rand_region(struct fuzz *f, struct memslot_region *r)
 		r->memory_size += 1 + mis % 7;
 	else if (mis >= 0xe8)
 		r->userspace_addr += 1 + mis % 7;
+	if ((r->memory_size >> f->cfg.page_shift) > LOG_MAX_PAGES)
+		r->flags &= ~MEMSLOT_MEM_LOG_DIRTY_PAGES;
 }
 
 /* ---- comparing slots and state --------------------------------------- */
@@ -453,6 +458,68 @@ static void op_free_id(struct fuzz *f)
 	check(f, "used ids", st.used_ids, f->ref.as[as_id].nslots);
 }
 
+static void dirty_get(struct fuzz *f, uint32_t arg)
+{
+	uint64_t lb[LOG_WORDS] = { 0 }, mb[LOG_WORDS] = { 0 };
+	int l = memslot_get_dirty_log(f->vm, arg, lb);
+	int m = ref_get_dirty_log(&f->ref, &f->cfg, arg, mb);
+
+	check(f, "get dirty log verdict", (uint64_t)l, (uint64_t)m);
+	for (size_t i = 0; !l && !m && i < LOG_WORDS; i++)
+		check(f, "get dirty log word", lb[i], mb[i]);
+}
+
+static void dirty_clear(struct fuzz *f, uint32_t arg)
+{
+	uint64_t bm[LOG_WORDS];
+	uint64_t first = (uint64_t)get8(&f->in) * (get8(&f->in) & 1 ? 64 : 1);
+	uint64_t num = (uint64_t)get8(&f->in) << (get8(&f->in) % 5);
+	int l, m;
+
+	for (size_t i = 0; i < LOG_WORDS; i++)
+		bm[i] = get_n(&f->in, 1) * 0x0101010101010101ull;
+	if (num > 64 * LOG_WORDS)
+		num = 64 * LOG_WORDS;
+	l = memslot_clear_dirty_log(f->vm, arg, first, num, bm);
+	m = ref_clear_dirty_log(&f->ref, &f->cfg, arg, first, num, bm);
+	check(f, "clear dirty log verdict", (uint64_t)l, (uint64_t)m);
+}
+
+/* Dirty logging: marks (VM and vCPU paths), GET, CLEAR, mode changes. */
+static void op_dirty(struct fuzz *f)
+{
+	uint8_t k = get8(&f->in);
+	unsigned int as_id = rand_as(f);
+	uint64_t gfn = rand_gfn(f) + get8(&f->in) % 4;
+	uint32_t arg = rand_slot(f);
+	int l, m;
+
+	switch (k % 5) {
+	case 0:
+		l = memslot_vm_enable_manual_protect(f->vm, k >> 5);
+		m = ref_enable_manual_protect(&f->ref, k >> 5);
+		check(f, "manual protect verdict", (uint64_t)l, (uint64_t)m);
+		break;
+	case 1:
+		memslot_read_lock(f->vm);
+		if (k & 0x80)
+			memslot_vcpu_mark_page_dirty(f->vcpu, as_id, gfn);
+		else
+			memslot_mark_page_dirty(f->vm, as_id, gfn);
+		memslot_read_unlock(f->vm);
+		if (as_id < f->cfg.nr_as)
+			ref_mark(&f->ref, as_id, gfn);
+		break;
+	case 2:
+		dirty_get(f, arg);
+		break;
+	default:
+		dirty_clear(f, arg);
+		dirty_get(f, arg);
+		break;
+	}
+}
+
 static void run_op(struct fuzz *f)
 {
 	uint8_t k = get8(&f->in);
@@ -463,8 +530,10 @@ static void run_op(struct fuzz *f)
 		op_set(f, true);
 	else if (k < 125)
 		op_txn(f);
-	else if (k < 175)
+	else if (k < 160)
 		op_lookup(f);
+	else if (k < 175)
+		op_dirty(f);
 	else if (k < 195)
 		op_id(f);
 	else if (k < 215)

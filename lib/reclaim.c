@@ -65,8 +65,11 @@ static void call_hooks(struct memslot_vm *vm, struct retire *list)
 static void free_one(struct memslot_vm *vm, struct retire *r)
 {
 	bpt_retired_free(&vm->alloc, r->nodes);
-	for (size_t i = 0; i < r->nslots; i++)
+	for (size_t i = 0; i < r->nslots; i++) {
+		if (r->slots[i].free_dirty)
+			dirty_free(&vm->alloc, r->slots[i].slot);
 		mem_free(&vm->alloc, r->slots[i].slot, sizeof(*r->slots[i].slot));
+	}
 	set_free(&vm->alloc, r->set);
 	retire_free(&vm->alloc, r);
 }

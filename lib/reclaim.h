@@ -21,6 +21,7 @@
 struct retire_slot {
 	struct memslot_slot *slot;
 	bool flush;		/* call the flush hooks for it first */
+	bool free_dirty;	/* its dirty bitmap dies with it */
 };
 
 struct retire {

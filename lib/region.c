@@ -443,8 +443,11 @@ static void discard(struct batch *b)
 	for (size_t i = 0; i < b->nch; i++) {
 		struct change *c = &b->ch[i];
 
-		if (c->cur != c->old)
+		if (c->cur != c->old) {
+			if (c->cur && dirty_owned_by(c->cur, c->old))
+				dirty_free(&b->vm->alloc, c->cur);
 			slot_free(b, c->cur);
+		}
 		slot_free(b, c->invalid);
 	}
 	b->nch = 0;
@@ -538,13 +541,39 @@ static int alloc_retire(struct batch *b)
 	return reclaim_start(b->vm);
 }
 
+/*
+ * Dirty bitmaps, as kvm_prepare_memory_region(): a MOVE or FLAGS_ONLY that
+ * keeps logging shares the old bitmap unchanged; any other new state that
+ * logs gets a fresh one (all ones in INITIALLY_SET mode).
+ */
+static int alloc_dirty(struct batch *b)
+{
+	bool all_set = b->vm->dirty.manual & MEMSLOT_DIRTY_LOG_INITIALLY_SET;
+
+	for (size_t i = 0; i < b->nch; i++) {
+		struct change *c = &b->ch[i];
+		bool keep = c->kind == MEMSLOT_CHANGE_MOVE ||
+			    c->kind == MEMSLOT_CHANGE_FLAGS_ONLY;
+
+		if (!c->cur || !(c->cur->flags & MEMSLOT_MEM_LOG_DIRTY_PAGES))
+			continue;
+		if (keep && c->old->dirty)
+			c->cur->dirty = c->old->dirty;
+		else if (dirty_alloc(&b->vm->alloc, c->cur, all_set))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 /* Stage 2.  Return: 0, -ENOMEM or -EAGAIN, with nothing changed. */
 static int reserve(struct batch *b)
 {
 	struct memslot_as *as = &b->vm->as[b->as_id];
 	size_t leaves = 0, inners = 0, grow = id_growth(b);
-	int r = alloc_invalid(b);
+	int r = alloc_dirty(b);
 
+	if (!r)
+		r = alloc_invalid(b);
 	if (!r)
 		r = alloc_drafts(b);
 	if (!r) {
@@ -827,8 +856,12 @@ static void release_old(struct batch *b)
 {
 	for (size_t i = 0; i < b->nch; i++) {
 		slot_free(b, b->ch[i].invalid);
-		if (b->ch[i].old != b->ch[i].cur)
+		if (b->ch[i].old != b->ch[i].cur) {
+			if (b->ch[i].old &&
+			    dirty_owned_by(b->ch[i].old, b->ch[i].cur))
+				dirty_free(&b->vm->alloc, b->ch[i].old);
 			slot_free(b, b->ch[i].old);
+		}
 	}
 	b->nch = 0;
 }
@@ -869,7 +902,8 @@ static struct retire *retire_old(struct batch *b, struct memslot_set *prev)
 
 		if (c->old && c->old != c->cur)
 			rt->slots[rt->nslots++] = (struct retire_slot){
-				c->old, needs_invalid(c->kind) };
+				c->old, needs_invalid(c->kind),
+				dirty_owned_by(c->old, c->cur) };
 	}
 	b->nch = 0;
 	b->retire = NULL;

@@ -8,6 +8,7 @@
 #ifndef MEMSLOT_LIB_SLOT_H
 #define MEMSLOT_LIB_SLOT_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 struct memslot_slot {
@@ -23,6 +24,8 @@ struct memslot_slot {
 	 * unless flags has MEMSLOT_MEM_GUEST_MEMFD. */
 	uint64_t gmem_offset;
 	uint32_t gmem_fd;
+	/* Dirty bitmap (dirty.h); shared by the states of one logging run. */
+	_Atomic uint64_t *dirty;
 };
 
 /* The gfn after the slot's last page. */

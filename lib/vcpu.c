@@ -111,3 +111,53 @@ struct memslot_vm *memslot_vcpu_vm(const struct memslot_vcpu *vcpu)
 {
 	return vcpu->vm;
 }
+
+/* The mark path's miss: out of line, so a hit needs no stack frame. */
+__attribute__((noinline))
+static void vcpu_mark_miss(struct memslot_vcpu *vcpu,
+			   const struct memslot_set *set, uint64_t gen,
+			   uint64_t gfn)
+{
+	const struct memslot_slot *slot = vcpu_miss(vcpu, set, gen, gfn);
+
+	if (slot)
+		dirty_mark_gfn(slot, gfn);
+}
+
+/*
+ * The seed's path (kvm_vcpu_mark_page_dirty): the cache hit of
+ * memslot_vcpu_gfn_to_slot() written out, so that its bounds check also
+ * serves the bitmap offset, then one atomic OR on the bitmap word.  No
+ * lock, no other store.
+ */
+void memslot_vcpu_mark_page_dirty(struct memslot_vcpu *vcpu,
+				  unsigned int as_id, uint64_t gfn)
+{
+	const struct memslot_slot *slot = vcpu->slot;
+	const struct memslot_set *set;
+	_Atomic uint64_t *map;
+	uint64_t gen, off, npages;
+
+	if (as_id >= vcpu->nr_as)
+		return;
+	as_id = (unsigned int)memslot_array_index_nospec(as_id, vcpu->nr_as);
+	set = atomic_load_explicit(&vcpu->active[as_id], memory_order_acquire);
+	gen = atomic_load_explicit(&set->generation, memory_order_relaxed);
+	if (gen != vcpu->gen || !slot) {
+		vcpu_mark_miss(vcpu, set, gen, gfn);
+		return;
+	}
+	off = gfn - slot->base_gfn;
+	npages = slot->npages;
+	if (off >= npages) {
+		vcpu_mark_miss(vcpu, set, gen, gfn);
+		return;
+	}
+	map = slot->dirty;
+	if (!map || (slot->flags & MEMSLOT_INVALID))
+		return;
+	/* Guest-controlled offset: clamp before it indexes the bitmap. */
+	off = memslot_array_index_nospec(off, npages);
+	atomic_fetch_or_explicit(&map[off / 64], 1ull << (off % 64),
+				 memory_order_relaxed);
+}

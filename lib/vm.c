@@ -26,8 +26,10 @@ static void as_destroy(struct memslot_vm *vm, unsigned int as_id)
 	if (!set)
 		return;
 	bpt_iter_seek_le(&it, &set->gfn, 0);
-	while ((slot = bpt_iter_next(&it)))
+	while ((slot = bpt_iter_next(&it))) {
+		dirty_free(&vm->alloc, slot);
 		mem_free(&vm->alloc, slot, sizeof(*slot));
+	}
 	set_clear(set, &vm->pool);
 	set_free(&vm->alloc, set);
 }

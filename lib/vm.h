@@ -11,6 +11,7 @@
 
 #include "alloc.h"
 #include "bptree.h"
+#include "dirty.h"
 #include "idmap.h"
 #include "listener.h"
 #include "notifier.h"
@@ -48,6 +49,7 @@ struct memslot_vm {
 	struct listeners listeners;
 	struct reclaim reclaim;
 	struct notifier nt;	/* MMU-notifier state (notifier.h) */
+	struct dirty_vm dirty;
 };
 
 /* The active layout of @as_id, which the caller has bounds-checked. */

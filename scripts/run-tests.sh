@@ -3,12 +3,13 @@
 #
 # run-tests.sh: every check CI runs, on a fresh Debian 12 machine or a
 # prepared one.  Installs missing packages (needs root for apt-get), then
-#   gcc       gcc build, -Werror: suites unit, abi, kvm, stress, notifier
-#   clang     clang build, -Werror: suite unit
-#   asan      clang, AddressSanitizer + UBSan: suites unit, abi, stress,
-#             kvm, notifier
+#   gcc       gcc build, -Werror: suites unit, dirty, abi, kvm, stress,
+#             notifier
+#   clang     clang build, -Werror: suites unit, dirty
+#   asan      clang, AddressSanitizer + UBSan: suites unit, dirty, abi,
+#             stress, kvm, notifier
 #   tsan      gcc, ThreadSanitizer: suites stress, notifier
-#   valgrind  gcc, every unit test under valgrind
+#   valgrind  gcc, every unit and dirty test under valgrind
 #   fuzz      libFuzzer (clang, ASan+UBSan, meson's fuzz/fuzz_ops): seed
 #             corpus, then FUZZ_SECONDS (default 60) of fuzzing against the
 #             reference model
@@ -162,33 +163,33 @@ mkdir -p "$BUILD_ROOT"
 echo "build directories under $BUILD_ROOT"
 
 if want gcc; then
-	section_start "gcc: build, suites unit abi kvm stress notifier"
+	section_start "gcc: build, suites unit dirty abi kvm stress notifier"
 	# The bench section below runs its smoke test in this build.
 	if CC=gcc CXX=g++ configure gcc --buildtype=debugoptimized \
 		-Dbench=true; then
-		run_suites gcc -- unit abi kvm stress notifier
+		run_suites gcc -- unit dirty abi kvm stress notifier
 	fi
 	section_end gcc
 fi
 
 if want clang; then
-	section_start "clang: build, suite unit"
+	section_start "clang: build, suites unit dirty"
 	if CC=clang CXX=clang++ configure clang --buildtype=debugoptimized \
 		-Dbench=false; then
-		run_suites clang -- unit
+		run_suites clang -- unit dirty
 	fi
 	section_end clang
 fi
 
 if want asan; then
-	section_start "clang ASan+UBSan: suites unit abi stress kvm notifier"
+	section_start "clang ASan+UBSan: suites unit dirty abi stress kvm notifier"
 	if CC=clang CXX=clang++ configure asan --buildtype=debug \
 		-Db_sanitize=address,undefined -Db_lundef=false -Dbench=false; then
 		test_wrap=("${no_aslr[@]}")
 		run_suites asan \
 			ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 			UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-			-- unit abi stress kvm notifier -- --timeout-multiplier 3
+			-- unit dirty abi stress kvm notifier -- --timeout-multiplier 3
 		test_wrap=()
 	fi
 	section_end asan
@@ -208,10 +209,10 @@ if want tsan; then
 fi
 
 if want valgrind; then
-	section_start "valgrind (gcc): suite unit"
+	section_start "valgrind (gcc): suites unit dirty"
 	if CC=gcc CXX=g++ configure valgrind --buildtype=debugoptimized \
 		-Dbench=false; then
-		run_suites valgrind -- unit -- --setup valgrind
+		run_suites valgrind -- unit dirty -- --setup valgrind
 	fi
 	section_end valgrind
 fi

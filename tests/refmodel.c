@@ -24,11 +24,23 @@ int ref_model_init(struct ref_model *m, const struct memslot_config *cfg)
 	return 0;
 }
 
+static unsigned char *dirty_new(const struct ref_model *m, uint64_t npages)
+{
+	unsigned char *d = calloc(npages ? npages : 1, 1);
+
+	if (d && (m->manual & MEMSLOT_DIRTY_LOG_INITIALLY_SET))
+		memset(d, 1, npages);
+	return d;
+}
+
 void ref_model_free(struct ref_model *m)
 {
 	if (m->as) {
-		for (unsigned int i = 0; i < m->nr_as; i++)
+		for (unsigned int i = 0; i < m->nr_as; i++) {
+			for (size_t k = 0; k < m->as[i].nslots; k++)
+				free(m->as[i].slots[k].dirty);
 			free(m->as[i].slots);
+		}
 	}
 	free(m->as);
 	memset(m, 0, sizeof(*m));
@@ -43,6 +55,7 @@ int ref_model_copy(struct ref_model *dst, const struct ref_model *src)
 	dst->nr_as = src->nr_as;
 	dst->last_change = src->last_change;
 	dst->deferred = src->deferred;
+	dst->manual = src->manual;
 	for (unsigned int i = 0; i < src->nr_as; i++) {
 		const struct ref_as *s = &src->as[i];
 		struct ref_as *d = &dst->as[i];
@@ -57,6 +70,20 @@ int ref_model_copy(struct ref_model *dst, const struct ref_model *src)
 		}
 		memcpy(d->slots, s->slots, s->nslots * sizeof(*d->slots));
 		d->nslots = d->cap = s->nslots;
+		for (size_t k = 0; k < s->nslots; k++) {
+			const struct ref_slot *o = &s->slots[k];
+
+			if (!o->dirty)
+				continue;
+			d->slots[k].dirty = malloc(o->npages);
+			if (!d->slots[k].dirty) {
+				for (size_t j = k; j < s->nslots; j++)
+					d->slots[j].dirty = NULL;
+				ref_model_free(dst);
+				return -ENOMEM;
+			}
+			memcpy(d->slots[k].dirty, o->dirty, o->npages);
+		}
 	}
 	return 0;
 }
@@ -292,6 +319,7 @@ static int apply(struct ref_model *m, const struct ref_req *q,
 		.flags = q->r->flags, .user_data = q->r->user_data,
 	};
 
+	bool log = q->r->flags & MEMSLOT_MEM_LOG_DIRTY_PAGES;
 	if (q->r->flags & MEMSLOT_MEM_GUEST_MEMFD) {
 		s.gmem_offset = q->r->guest_memfd_offset;
 		s.gmem_fd = q->r->guest_memfd;
@@ -299,12 +327,26 @@ static int apply(struct ref_model *m, const struct ref_req *q,
 
 	switch (change) {
 	case MEMSLOT_CHANGE_CREATE:
-		return append_slot(as, &s);
+		if (log && !(s.dirty = dirty_new(m, s.npages)))
+			return -ENOMEM;
+		if (append_slot(as, &s)) {
+			free(s.dirty);
+			return -ENOMEM;
+		}
+		return 0;
 	case MEMSLOT_CHANGE_DELETE:
+		free(old->dirty);
 		*old = as->slots[--as->nslots];
 		return 0;
 	default:
-		/* MOVE and FLAGS_ONLY keep the old slot's user data. */
+		/* MOVE and FLAGS_ONLY keep the old slot's user data, and its
+		 * bitmap when logging stays on. */
+		if (log && !old->dirty && !(old->dirty = dirty_new(m, old->npages)))
+			return -ENOMEM;
+		if (!log) {
+			free(old->dirty);
+			old->dirty = NULL;
+		}
 		old->base_gfn = q->base_gfn;
 		old->flags = q->r->flags;
 		return 0;
@@ -469,6 +511,27 @@ static bool batch_max_gfn(const struct ref_model *before,
 	return false;
 }
 
+/* A transaction's bitmaps follow its net change: a slot that logged
+ * before and after, with the same size, hva, READONLY bit and user data,
+ * keeps the bits it had, whatever the requests did in between. */
+static int net_bitmaps(const struct ref_model *before, struct ref_model *after,
+		       unsigned int as_id)
+{
+	struct ref_as *as = &after->as[as_id];
+
+	for (size_t k = 0; k < as->nslots; k++) {
+		struct ref_slot *s = &as->slots[k];
+		const struct ref_slot *o = ref_find(before, as_id, s->id);
+
+		if (!o || !o->dirty || !s->dirty || o->npages != s->npages ||
+		    o->hva != s->hva || o->user_data != s->user_data ||
+		    ((o->flags ^ s->flags) & MEMSLOT_MEM_READONLY))
+			continue;
+		memcpy(s->dirty, o->dirty, o->npages);
+	}
+	return 0;
+}
+
 int ref_set_regions(struct ref_model *m, const struct memslot_config *cfg,
 		    const struct memslot_region *regions, size_t n,
 		    size_t *failed, enum memslot_rule *rule)
@@ -515,6 +578,10 @@ int ref_set_regions(struct ref_model *m, const struct memslot_config *cfg,
 	}
 	*failed = 0;
 	*rule = MEMSLOT_RULE_OK;
+	if (net_bitmaps(m, &copy, as_id)) {
+		ref_model_free(&copy);
+		return -ENOMEM;
+	}
 	for (unsigned int a = 0; a < m->nr_as; a++)
 		copy.as[a].generation = m->as[a].generation +
 					(a == as_id ? txn_step(m, &copy, a) : 0);
@@ -635,5 +702,88 @@ int ref_gfn_to_hva(const struct ref_model *m, const struct memslot_config *cfg,
 	if (write && (s->flags & MEMSLOT_MEM_READONLY))
 		return -EROFS;
 	*hva = s->hva + ((gfn - s->base_gfn) << cfg->page_shift);
+	return 0;
+}
+
+/* ---- dirty logging ----------------------------------------------------- */
+
+int ref_enable_manual_protect(struct ref_model *m, uint64_t flags)
+{
+	uint64_t ok = MEMSLOT_DIRTY_LOG_MANUAL_PROTECT_ENABLE;
+
+	if (flags & MEMSLOT_DIRTY_LOG_MANUAL_PROTECT_ENABLE)
+		ok |= MEMSLOT_DIRTY_LOG_INITIALLY_SET;
+	if (flags & ~ok)
+		return -EINVAL;
+	m->manual = flags;
+	return 0;
+}
+
+void ref_mark(struct ref_model *m, unsigned int as_id, uint64_t gfn)
+{
+	const struct ref_slot *s = ref_search(m, as_id, gfn, false);
+
+	if (s && s->dirty)
+		s->dirty[gfn - s->base_gfn] = 1;
+}
+
+/* The slot a dirty-log call names, or the errno KVM gives first. */
+static int log_slot(struct ref_model *m, const struct memslot_config *cfg,
+		    uint32_t slot, struct ref_slot **out)
+{
+	unsigned int as_id;
+	uint32_t id;
+
+	ref_region_split(cfg, slot, &as_id, &id);
+	if (as_id >= m->nr_as || id >= cfg->user_slots)
+		return -EINVAL;
+	*out = find_mut(m, as_id, id);
+	return *out && (*out)->dirty ? 0 : -ENOENT;
+}
+
+int ref_get_dirty_log(struct ref_model *m, const struct memslot_config *cfg,
+		      uint32_t slot, uint64_t *bitmap)
+{
+	struct ref_slot *s;
+	int r = log_slot(m, cfg, slot, &s);
+
+	if (r)
+		return r;
+	if (!bitmap)
+		return -EFAULT;
+	memset(bitmap, 0, (s->npages + 63) / 64 * 8);
+	for (uint64_t p = 0; p < s->npages; p++) {
+		if (s->dirty[p])
+			bitmap[p / 64] |= 1ull << (p % 64);
+		if (!m->manual)
+			s->dirty[p] = 0;
+	}
+	return 0;
+}
+
+int ref_clear_dirty_log(struct ref_model *m, const struct memslot_config *cfg,
+			uint32_t slot, uint64_t first_page, uint64_t num_pages,
+			const uint64_t *bitmap)
+{
+	unsigned int as_id;
+	uint32_t id;
+	struct ref_slot *s;
+	int r;
+
+	ref_region_split(cfg, slot, &as_id, &id);
+	if (as_id >= m->nr_as || id >= cfg->user_slots || first_page % 64)
+		return -EINVAL;
+	r = log_slot(m, cfg, slot, &s);
+	if (r)
+		return r;
+	if (first_page > s->npages || num_pages > s->npages - first_page ||
+	    (num_pages < s->npages - first_page && num_pages % 64))
+		return -EINVAL;
+	if (num_pages && !bitmap)
+		return -EFAULT;
+	for (uint64_t i = 0; i < num_pages; i++) {
+		if (bitmap[i / 64] >> (i % 64) & 1)
+			s->dirty[first_page + i] = 0;
+	}
 	return 0;
 }

@@ -29,6 +29,7 @@
  * @user_data: the create request's user data
  * @gmem_offset: guest_memfd offset of a GUEST_MEMFD slot, else 0
  * @gmem_fd: guest_memfd descriptor of a GUEST_MEMFD slot, else 0
+ * @dirty: with LOG_DIRTY_PAGES, one byte per page (1 = dirty), else NULL
  */
 struct ref_slot {
 	unsigned int as_id;
@@ -40,6 +41,7 @@ struct ref_slot {
 	void *user_data;
 	uint64_t gmem_offset;
 	uint32_t gmem_fd;
+	unsigned char *dirty;
 };
 
 /**
@@ -64,12 +66,14 @@ struct ref_as {
  *	(MEMSLOT_CHANGE_NONE for a no-op or a failure)
  * @deferred: model memslot_set_regions_deferred(): no INVALID phase, so
  *	a change refused by rule 17 leaves the generation alone
+ * @manual: MEMSLOT_DIRTY_LOG_* mode bits
  */
 struct ref_model {
 	unsigned int nr_as;
 	struct ref_as *as;
 	enum memslot_change last_change;
 	bool deferred;
+	uint64_t manual;
 };
 
 /**
@@ -247,5 +251,59 @@ int ref_gfn_to_hva(const struct ref_model *m, const struct memslot_config *cfg,
  * Return: the sum (wraps like the u64 it is).
  */
 uint64_t ref_total_pages(const struct ref_model *m, unsigned int as_id);
+
+/*
+ * Dirty logging, from KVM's rules: a slot gets a fresh bitmap (all ones
+ * with INITIALLY_SET) when it is created logging or logging is turned on;
+ * a MOVE or FLAGS_ONLY that keeps logging keeps it; turning logging off or
+ * deleting drops it.  A transaction follows its net change: a slot that
+ * ends with the same size, hva, READONLY bit and user data, and logged
+ * before and after, keeps its bits.
+ */
+
+/**
+ * ref_enable_manual_protect() - KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2
+ * @m: the model
+ * @flags: MEMSLOT_DIRTY_LOG_* bits
+ *
+ * Return: 0, or -EINVAL for bits KVM refuses (INITIALLY_SET needs ENABLE).
+ */
+int ref_enable_manual_protect(struct ref_model *m, uint64_t flags);
+
+/**
+ * ref_mark() - mark @gfn of @as_id dirty if a logging slot holds it
+ * @m: the model
+ * @as_id: address space (out of range marks nothing)
+ * @gfn: guest frame number
+ */
+void ref_mark(struct ref_model *m, unsigned int as_id, uint64_t gfn);
+
+/**
+ * ref_get_dirty_log() - KVM_GET_DIRTY_LOG
+ * @m: the model
+ * @cfg: the profile
+ * @slot: the slot argument
+ * @bitmap: receives ceil(npages / 64) words
+ *
+ * Return: 0; -EINVAL (address space, id >= user_slots); -ENOENT (no slot
+ * or no bitmap); -EFAULT for NULL @bitmap.
+ */
+int ref_get_dirty_log(struct ref_model *m, const struct memslot_config *cfg,
+		      uint32_t slot, uint64_t *bitmap);
+
+/**
+ * ref_clear_dirty_log() - KVM_CLEAR_DIRTY_LOG
+ * @m: the model
+ * @cfg: the profile
+ * @slot: the slot argument
+ * @first_page: first page
+ * @num_pages: pages
+ * @bitmap: bit i clears page @first_page + i
+ *
+ * Return: 0, -EINVAL, -ENOENT or -EFAULT in KVM's order.
+ */
+int ref_clear_dirty_log(struct ref_model *m, const struct memslot_config *cfg,
+			uint32_t slot, uint64_t first_page, uint64_t num_pages,
+			const uint64_t *bitmap);
 
 #endif /* MEMSLOT_TESTS_REFMODEL_H */

@@ -9,9 +9,10 @@
  * reports).  A byte-array model of guest memory gives the expected result
  * of random accesses over random layouts.
  *
- * The dirty hook: this program defines slot_mark_dirty() itself, so the
- * library's calls land here (the linker then leaves lib/dirty.c's empty
- * one out of the archive) and the tests see which pages a write marks.
+ * The dirty hook: this program is linked with --wrap=slot_mark_dirty, so
+ * the access code's calls land in __wrap_slot_mark_dirty() below, which
+ * records them (the tests see which pages a write marks, and when) and
+ * passes them on to the real bitmap code.
  */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include <errno.h>
@@ -52,8 +53,13 @@ struct mark {
 static struct mark marks[MAX_MARKS];
 static int nmarks;
 
-void slot_mark_dirty(const struct memslot_slot *slot, uint64_t first_page,
-		     uint64_t npages)
+void __real_slot_mark_dirty(const struct memslot_slot *slot,
+			    uint64_t first_page, uint64_t npages);
+void __wrap_slot_mark_dirty(const struct memslot_slot *slot,
+			    uint64_t first_page, uint64_t npages);
+
+void __wrap_slot_mark_dirty(const struct memslot_slot *slot,
+			    uint64_t first_page, uint64_t npages)
 {
 	const uint8_t *page = (const uint8_t *)(uintptr_t)(
 		memslot_slot_hva(slot) + first_page * PAGE);
@@ -66,6 +72,7 @@ void slot_mark_dirty(const struct memslot_slot *slot, uint64_t first_page,
 	marks[nmarks].npages = npages;
 	marks[nmarks].byte = *page;
 	nmarks++;
+	__real_slot_mark_dirty(slot, first_page, npages);
 }
 
 /* ---- fixture: a VM over one mmap'd backing area ------------------------ */

@@ -34,6 +34,10 @@
 #define CHECK_EVERY 50
 #define MAX_HITS 4096
 #define MAX_TXN 5
+/* A logging slot's bitmap is real memory, in KVM and here: requests keep
+ * LOG_DIRTY_PAGES only on slots up to this many pages. */
+#define LOG_MAX_PAGES 4096
+#define LOG_WORDS (LOG_MAX_PAGES / 64)
 
 /* xorshift64*: small, seeded, the same on every platform. */
 static uint64_t rnd(uint64_t *s)
@@ -76,6 +80,7 @@ struct diff {
 	unsigned long stat[MEMSLOT_RULE_COUNT];
 	unsigned long txns_ok;
 	unsigned long txns_failed;
+	unsigned long dirty_gets;	/* successful GETs with a bit set */
 	bool locked;
 };
 
@@ -634,6 +639,12 @@ static void trace_region(const struct diff *d, const char *what,
 		r->userspace_addr, ret, rule);
 }
 
+static void log_gate(const struct diff *d, struct memslot_region *r)
+{
+	if ((r->memory_size >> d->cfg.page_shift) > LOG_MAX_PAGES)
+		r->flags &= ~MEMSLOT_MEM_LOG_DIRTY_PAGES;
+}
+
 static void do_single(struct diff *d, bool internal)
 {
 	unsigned int as_id = pick_as(d);
@@ -647,6 +658,7 @@ static void do_single(struct diff *d, bool internal)
 	if (internal && chance(d, 70) && d->cfg.user_slots < d->cfg.total_slots)
 		r.slot = encode_slot(d, as_id, d->cfg.user_slots +
 			(uint32_t)pick(d, d->cfg.total_slots - d->cfg.user_slots + 1));
+	log_gate(d, &r);
 	ref_ret = ref_set_region(&d->m, &d->cfg, &r, internal, &ref_rule);
 	trace_region(d, internal ? "internal" : "user", &r, ref_ret, ref_rule);
 	if (internal)
@@ -921,6 +933,8 @@ static void do_txn(struct diff *d)
 
 	if (!n)
 		n = random_txn(d, as_id, r);
+	for (size_t i = 0; i < n; i++)
+		log_gate(d, &r[i]);
 	assert_int_equal(ref_model_copy(&before, &d->m), 0);
 	ref_ret = ref_set_regions(&d->m, &d->cfg, r, n, &ref_failed, &ref_rule);
 	for (size_t i = 0; i < n; i++)
@@ -942,14 +956,104 @@ static void do_txn(struct diff *d)
 		d->txns_ok++;
 }
 
+/* A slot argument for the dirty-log calls: mostly a slot of the model. */
+static uint32_t dirty_slot_arg(struct diff *d, unsigned int as_id)
+{
+	const struct ref_slot *s = pick_slot(d, as_id);
+
+	if (s && chance(d, 85))
+		return encode_slot(d, as_id, s->id);
+	return encode_slot(d, pick_as(d), pick_id(d));
+}
+
+static void dirty_mark(struct diff *d, unsigned int as_id)
+{
+	const struct ref_slot *s = pick_slot(d, as_id);
+	uint64_t gfn = s && chance(d, 90) ? s->base_gfn + pick(d, s->npages + 1)
+					  : random_gfn(d);
+
+	ref_mark(&d->m, as_id, gfn);
+	memslot_read_lock(d->vm);
+	memslot_mark_page_dirty(d->vm, as_id, gfn);
+	memslot_read_unlock(d->vm);
+}
+
+static void dirty_get(struct diff *d, uint32_t arg)
+{
+	uint64_t lb[LOG_WORDS + 1] = { 0 }, rb[LOG_WORDS + 1] = { 0 };
+	int ref = ref_get_dirty_log(&d->m, &d->cfg, arg, rb);
+	int lib = memslot_get_dirty_log(d->vm, arg, lb);
+	uint64_t any = 0;
+
+	DIFF_EQ(d, lib, ref, "get dirty log verdict");
+
+	for (size_t i = 0; !ref && i <= LOG_WORDS; i++) {
+		DIFF_EQ(d, lb[i], rb[i], "get dirty log word");
+		any |= rb[i];
+	}
+	d->dirty_gets += any != 0;
+}
+
+static void dirty_clear(struct diff *d, uint32_t arg, uint64_t npages)
+{
+	uint64_t bm[LOG_WORDS + 2], first, num;
+
+	for (size_t i = 0; i < LOG_WORDS + 2; i++)
+		bm[i] = rnd(&d->rng) & rnd(&d->rng);
+	first = chance(d, 80) ? 64 * pick(d, npages / 64 + 2)
+			      : pick(d, npages + 2);
+	num = first > npages || chance(d, 20) ? pick(d, 130)
+		: chance(d, 50) ? npages - first
+		: 64 * pick(d, (npages - first) / 64 + 1);
+	if (num > 64 * (LOG_WORDS + 2))
+		num = 64 * (LOG_WORDS + 2);
+	DIFF_EQ(d, memslot_clear_dirty_log(d->vm, arg, first, num, bm),
+		ref_clear_dirty_log(&d->m, &d->cfg, arg, first, num, bm),
+		"clear dirty log verdict");
+}
+
+/* Dirty logging: marks, GET, CLEAR and mode changes on both sides. */
+static void do_dirty(struct diff *d)
+{
+	unsigned int as_id = (unsigned int)pick(d, d->cfg.nr_as);
+	uint32_t arg = dirty_slot_arg(d, as_id);
+	unsigned int as2;
+	uint32_t id;
+	const struct ref_slot *s;
+	uint64_t flags;
+
+	switch (pick(d, 10)) {
+	case 0:
+		flags = pick(d, 5);
+		DIFF_EQ(d, memslot_vm_enable_manual_protect(d->vm, flags),
+			ref_enable_manual_protect(&d->m, flags), "manual protect");
+		break;
+	case 1: case 2: case 3: case 4:
+		for (int i = 0; i < 8; i++)
+			dirty_mark(d, as_id);
+		break;
+	case 5: case 6:
+		dirty_get(d, arg);
+		break;
+	default:
+		ref_region_split(&d->cfg, arg, &as2, &id);
+		s = ref_find(&d->m, as2, id);
+		dirty_clear(d, arg, s ? s->npages : 64);
+		dirty_get(d, arg);
+		break;
+	}
+}
+
 static void step(struct diff *d)
 {
 	unsigned int k = (unsigned int)pick(d, 100);
 
 	if (k < 15)
 		do_txn(d);
+	else if (k < 30)
+		do_dirty(d);
 	else
-		do_single(d, k < 20);
+		do_single(d, k < 35);
 }
 
 static unsigned long ops_per_run(void)
@@ -1028,12 +1132,14 @@ static void run(const struct diff_params *p, uint64_t seed)
 		assert_true(d.stat[MEMSLOT_RULE_GMEM_OFFSET] > 0);
 		assert_true(d.stat[MEMSLOT_RULE_GMEM_IMMUTABLE] > 0);
 	}
+	assert_true(d.dirty_gets > 0);
 	print_message("seed %" PRIu64 ": %lu ok, %lu overlap, %lu modify, "
-		      "%lu noop, %lu max-gfn, %zu slots, txns %lu/%lu\n",
+		      "%lu noop, %lu max-gfn, %zu slots, txns %lu/%lu, "
+		      "%lu dirty GETs\n",
 		      seed, d.stat[MEMSLOT_RULE_OK],
 		      d.stat[MEMSLOT_RULE_OVERLAP], d.stat[MEMSLOT_RULE_MODIFY],
 		      d.stat[MEMSLOT_RULE_NOOP], d.stat[MEMSLOT_RULE_MAX_GFN],
-		      model_slots(&d), d.txns_ok, d.txns_failed);
+		      model_slots(&d), d.txns_ok, d.txns_failed, d.dirty_gets);
 	memslot_vm_destroy(d.vm);
 	ref_model_free(&d.m);
 }

@@ -1017,5 +1017,6 @@ int memslot_lowest_free_id(struct memslot_vm *vm, unsigned int as_id,
 #endif
 
 #include <memslot/notifier.h>
+#include <memslot/dirty.h>
 
 #endif /* MEMSLOT_MEMSLOT_H */
