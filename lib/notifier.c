@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "reclaim.h"
 #include "slot.h"
 #include "vm.h"
 
@@ -59,6 +60,26 @@ void notifier_swap_begin(struct notifier *nt)
 void notifier_swap_end(struct notifier *nt)
 {
 	pthread_mutex_unlock(&nt->lock);
+}
+
+void notifier_pend(struct notifier *nt, struct retire *r)
+{
+	r->pending_next = nt->pending;
+	nt->pending = r;
+}
+
+void notifier_forget(struct notifier *nt, struct retire *list)
+{
+	notifier_swap_begin(nt);
+	for (struct retire *r = list; r; r = r->next) {
+		struct retire **p = &nt->pending;
+
+		while (*p && *p != r)
+			p = &(*p)->pending_next;
+		if (*p)
+			*p = r->pending_next;
+	}
+	notifier_swap_end(nt);
 }
 
 /* ---- consumers ----------------------------------------------------------- */
@@ -205,41 +226,102 @@ static void range_add(struct notifier *nt, uint64_t start, uint64_t end,
 			      memory_order_relaxed);
 }
 
+/*
+ * The hit of [@start, @end) on @slot, as the hva iterator computes it;
+ * false if they do not meet.  For the old slots of deferred changes,
+ * which no layout holds any more.
+ */
+static bool slot_hit(const struct memslot_slot *slot, uint64_t start,
+		     uint64_t end, struct memslot_hva_hit *hit)
+{
+	uint64_t page = 1ull << slot->page_shift;
+	uint64_t s_end = slot_hva_end(slot);
+
+	if (slot->hva >= end || s_end <= start)
+		return false;
+	hit->slot = slot;
+	hit->hva_start = start > slot->hva ? start : slot->hva;
+	hit->hva_end = end < s_end ? end : s_end;
+	hit->gfn_start = slot->base_gfn +
+			 ((hit->hva_start - slot->hva) >> slot->page_shift);
+	hit->gfn_end = slot->base_gfn +
+		       ((hit->hva_end + page - 1 - slot->hva) >> slot->page_shift);
+	return true;
+}
+
+/*
+ * Every hit of [@start, @end): the slots of the active layouts, then the
+ * old slots of deferred changes that are not flushed yet (a consumer may
+ * still map through them).  Calls @fn for each; stops when it says so.
+ */
+static void each_hit(struct memslot_vm *vm, uint64_t start, uint64_t end,
+		     bool (*fn)(struct memslot_vm *, void *,
+				const struct memslot_hva_hit *),
+		     void *arg)
+{
+	struct memslot_hva_iter it;
+	struct memslot_hva_hit hit;
+
+	memslot_hva_iter_init(&it, vm, start, end);
+	while (memslot_hva_iter_next(&it, &hit)) {
+		if (!fn(vm, arg, &hit))
+			return;
+	}
+	for (struct retire *r = vm->nt.pending; r; r = r->pending_next) {
+		for (size_t i = 0; i < r->nslots; i++) {
+			if (r->slots[i].flush &&
+			    slot_hit(r->slots[i].slot, start, end, &hit) &&
+			    !fn(vm, arg, &hit))
+				return;
+		}
+	}
+}
+
+/* One hit of an invalidation: count it in (the first), widen the range,
+ * call the consumers. */
+static bool invalidate_one(struct memslot_vm *vm, void *arg,
+			   const struct memslot_hva_hit *hit)
+{
+	struct notifier *nt = &vm->nt;
+	bool *begun = arg;
+	uint64_t n = atomic_load_explicit(&nt->in_progress,
+					  memory_order_relaxed);
+
+	range_add(nt, hit->gfn_start, hit->gfn_end, !*begun && n == 0);
+	if (!*begun)
+		atomic_store_explicit(&nt->in_progress, n + 1,
+				      memory_order_release);
+	*begun = true;
+	call_invalidate(vm, hit, MEMSLOT_NOTIFY_UNMAP);
+	return true;
+}
+
 /* KVM's kvm_mmu_invalidate_begin(): only invalidations that meet a slot
  * count, so unrelated host munmaps never make faults retry. */
 static void invalidate_hits(struct memslot_vm *vm, uint64_t start,
 			    uint64_t end)
 {
-	struct notifier *nt = &vm->nt;
-	struct memslot_hva_iter it;
-	struct memslot_hva_hit hit;
 	bool begun = false;
 
-	memslot_hva_iter_init(&it, vm, start, end);
-	while (memslot_hva_iter_next(&it, &hit)) {
-		if (!begun) {
-			uint64_t n = atomic_load_explicit(
-				&nt->in_progress, memory_order_relaxed);
+	each_hit(vm, start, end, invalidate_one, &begun);
+}
 
-			range_add(nt, hit.gfn_start, hit.gfn_end, n == 0);
-			atomic_store_explicit(&nt->in_progress, n + 1,
-					      memory_order_release);
-			begun = true;
-		} else {
-			range_add(nt, hit.gfn_start, hit.gfn_end, false);
-		}
-		call_invalidate(vm, &hit, MEMSLOT_NOTIFY_UNMAP);
-	}
+static bool note_hit(struct memslot_vm *vm, void *arg,
+		     const struct memslot_hva_hit *hit)
+{
+	(void)vm;
+	(void)hit;
+	*(bool *)arg = true;
+	return false;
 }
 
 static bool range_meets_slot(struct memslot_vm *vm, uint64_t start,
 			     uint64_t end)
 {
-	struct memslot_hva_iter it;
-	struct memslot_hva_hit hit;
+	bool met = false;
 
-	memslot_hva_iter_init(&it, vm, start, end);
-	return memslot_hva_iter_next(&it, &hit);
+	each_hit(vm, start, end, note_hit, &met);
+	return met;
 }
 
 int memslot_notifier_invalidate_start(struct memslot_vm *vm, uint64_t start,

@@ -22,6 +22,8 @@
 
 #include "alloc.h"
 
+struct retire;
+
 #define NOTIFIER_LINE 64
 
 struct notifier_consumer {
@@ -45,6 +47,10 @@ struct notifier {
 	pthread_mutex_t lock;
 	pthread_cond_t idle;		/* @active dropped to 0 */
 	uint64_t active;		/* started and not yet ended */
+	/* Deferred changes whose old slots are not flushed yet: consumers
+	 * may still hold mappings made through them, so invalidations reach
+	 * them too (reclaim.h, struct retire). */
+	struct retire *pending;
 	struct notifier_consumer *v;
 	size_t n;
 	size_t cap;
@@ -63,5 +69,12 @@ void notifier_destroy(struct notifier *nt, struct mem_alloc *alloc);
  */
 void notifier_swap_begin(struct notifier *nt);
 void notifier_swap_end(struct notifier *nt);
+
+/* Inside notifier_swap_begin/end: the old slots of @r stay reachable by
+ * invalidations until notifier_forget() removes them, once flushed. */
+void notifier_pend(struct notifier *nt, struct retire *r);
+/* Remove the records of @list (linked by next) from the pending list, at
+ * a moment when no invalidation is active.  Context: the reclaim thread. */
+void notifier_forget(struct notifier *nt, struct retire *list);
 
 #endif

@@ -101,6 +101,8 @@ static void *reclaim_main(void *arg)
 		 * published before this wait began. */
 		vm->rcu.synchronize(vm->rcu.ctx);
 		call_hooks(vm, list);
+		/* Flushed: invalidations need not reach these slots now. */
+		notifier_forget(&vm->nt, list);
 		for (; list; list = next) {
 			next = list->next;
 			last = list->ticket;

@@ -26,6 +26,9 @@ struct retire_slot {
 
 struct retire {
 	struct retire *next;
+	/* While its slots are not flushed yet: on the notifier's list of
+	 * records whose old slots invalidations must still reach. */
+	struct retire *pending_next;
 	uint64_t ticket;
 	struct memslot_set *set;	/* the replaced layout's header */
 	struct bpt_node *nodes;		/* retired index nodes */

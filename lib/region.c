@@ -666,7 +666,7 @@ static void swap_with(struct batch *b,
 {
 	struct memslot_vm *vm = b->vm;
 	struct memslot_set *prev =
-		vm_publish(vm, b->as_id, build(b, edit), vm->nr_as, true);
+		vm_publish(vm, b->as_id, build(b, edit), vm->nr_as, NULL);
 
 	bpt_pool_reclaim(&vm->pool);
 	set_free(&vm->alloc, prev);
@@ -890,12 +890,12 @@ static int apply_blocking(struct batch *b, struct memslot_txn_result *res)
 }
 
 /* Deferred mode: the old objects go to the reclaim thread, which flushes
- * the ones a blocking change would have made INVALID. */
-static struct retire *retire_old(struct batch *b, struct memslot_set *prev)
+ * the ones a blocking change would have made INVALID.  Filled before the
+ * publish, which also makes the old slots reachable by invalidations. */
+static struct retire *retire_fill(struct batch *b)
 {
 	struct retire *rt = b->retire;
 
-	rt->set = prev;
 	rt->nodes = bpt_pool_detach_retired(&b->vm->pool);
 	for (size_t i = 0; i < b->nch; i++) {
 		struct change *c = &b->ch[i];
@@ -905,8 +905,6 @@ static struct retire *retire_old(struct batch *b, struct memslot_set *prev)
 				c->old, needs_invalid(c->kind),
 				dirty_owned_by(c->old, c->cur) };
 	}
-	b->nch = 0;
-	b->retire = NULL;
 	return rt;
 }
 
@@ -922,17 +920,22 @@ static uint64_t deferred_step(const struct batch *b)
 
 static int apply_deferred(struct batch *b, struct memslot_txn_result *res)
 {
-	struct memslot_set *prev;
+	struct memslot_set *next;
+	struct retire *rt;
 	int r = prepare_all(b, &res->failed, &res->rule);
 
 	if (r)
 		return r;
-	prev = vm_publish(b->vm, b->as_id, build(b, edit_final),
-			  deferred_step(b), false);
+	next = build(b, edit_final);
+	rt = retire_fill(b);
+	rt->set = vm_publish(b->vm, b->as_id, next, deferred_step(b), rt);
 	commit_all(b);
 	account(b);
 	report(b, res);
-	res->ticket = reclaim_queue(&b->vm->reclaim, retire_old(b, prev));
+	/* The objects belong to the record now. */
+	b->nch = 0;
+	b->retire = NULL;
+	res->ticket = reclaim_queue(&b->vm->reclaim, rt);
 	return 0;
 }
 

@@ -211,17 +211,22 @@ void vm_writer_unlock(struct memslot_vm *vm)
  * invalidations are active, so that an invalidation's start and end see
  * the same slots (KVM's mn_active_invalidate_count). */
 static void vm_store_active(struct memslot_vm *vm, unsigned int as_id,
-			    struct memslot_set *next)
+			    struct memslot_set *next, struct retire *pending)
 {
 	notifier_swap_begin(&vm->nt);
+	/* In the same step as the old slots leave the layout, they join
+	 * the slots invalidations reach until they are flushed. */
+	if (pending)
+		notifier_pend(&vm->nt, pending);
 	atomic_store_explicit(&vm->active[as_id], next, memory_order_release);
 	notifier_swap_end(&vm->nt);
 }
 
 struct memslot_set *vm_publish(struct memslot_vm *vm, unsigned int as_id,
 			       struct memslot_set *next, uint64_t delta,
-			       bool wait)
+			       struct retire *pending)
 {
+	bool wait = !pending;
 	struct memslot_set *prev =
 		atomic_load_explicit(&vm->active[as_id], memory_order_relaxed);
 	uint64_t gen = atomic_load_explicit(&prev->generation,
@@ -230,14 +235,14 @@ struct memslot_set *vm_publish(struct memslot_vm *vm, unsigned int as_id,
 	if (!wait) {
 		atomic_store_explicit(&next->generation, gen + delta,
 				      memory_order_relaxed);
-		vm_store_active(vm, as_id, next);
+		vm_store_active(vm, as_id, next, pending);
 		return prev;
 	}
 	/* While the swap is in flight the generation carries bit 63, so a
 	 * cache filled now can never match the final number. */
 	atomic_store_explicit(&next->generation, gen | SET_GEN_IN_PROGRESS,
 			      memory_order_relaxed);
-	vm_store_active(vm, as_id, next);
+	vm_store_active(vm, as_id, next, NULL);
 	vm->rcu.synchronize(vm->rcu.ctx);
 	/* Address space i only uses generations congruent to i mod nr_as,
 	 * so generations are unique across address spaces. */

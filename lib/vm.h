@@ -69,15 +69,17 @@ static inline struct memslot_view *view_of(const struct memslot_vm *vm,
 
 /*
  * Make @next the active layout of @as_id, with generation old + @delta.
- * @wait: KVM's swap: publish with the in-progress bit, wait for a grace
- * period, then set the final number; otherwise publish the final number
- * at once.  Return: the layout it replaced, for the caller to free (after
- * a grace period, which @wait has already waited for).
+ * Blocking (@pending NULL): KVM's swap: publish with the in-progress bit,
+ * wait for a grace period, then set the final number.  Deferred: publish
+ * the final number at once; @pending, the change's retire record, keeps
+ * its old slots reachable by invalidations until they are flushed.
+ * Return: the layout it replaced, for the caller to free (after a grace
+ * period, which a blocking publish has already waited for).
  * Context: writer lock held.
  */
 struct memslot_set *vm_publish(struct memslot_vm *vm, unsigned int as_id,
 			       struct memslot_set *next, uint64_t delta,
-			       bool wait);
+			       struct retire *pending);
 
 /*
  * The writer lock.  vm_writer_lock() refuses (-EDEADLK) a thread inside a

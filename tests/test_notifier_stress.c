@@ -17,7 +17,7 @@
  *    a MAP_FIXED replacement in one step, then fresh pages with a new
  *    version, optionally the change event (which installs the new mapping
  *    at once), then end;
- *  - a writer thread moves slots (blocking changes), which must wait for
+ *  - a writer thread moves slots (blocking and deferred changes), which must wait for
  *    active invalidations.
  *
  * The checker: at install, under the mapping lock, the page must not have
@@ -368,20 +368,26 @@ static void check_layout(struct harness *h)
 }
 
 /*
- * Blocking changes only: a deferred change publishes the new layout at
- * once and flushes the old slot later, and until that flush an
- * invalidation does not reach the consumer's mappings through the old
- * slot's gfns (doc/notifier.md, "Deferred changes").
+ * Moves alternate between blocking and deferred changes.  A deferred move
+ * publishes the new layout at once and flushes the old slot later; until
+ * then invalidations must still reach the consumer's mappings made through
+ * the old slot's gfns (the old slot stays on the notifier's pending list).
  */
-static int move_slot(struct harness *h, uint32_t i)
+static int move_slot(struct harness *h, uint32_t i, bool deferred)
 {
 	uint64_t to = h->base[i] < GFN_B ? GFN_B + i * SLOT_PAGES
 					 : i * SLOT_PAGES;
 	struct memslot_region reg = region_of(h, i, to);
-	int r = memslot_set_region(h->vm, &reg, NULL);
+	struct memslot_txn_result res = { 0 };
+	int r = deferred ? memslot_set_regions_deferred(h->vm, &reg, 1, &res)
+			 : memslot_set_region(h->vm, &reg, NULL);
 
 	if (!r)
 		h->base[i] = to;
+	/* The layout check below expects the old slot flushed: wait for it
+	 * (the other threads go on meanwhile, through the window). */
+	if (!r && deferred)
+		r = memslot_vm_wait(h->vm, res.ticket);
 	return r;
 }
 
@@ -391,7 +397,7 @@ static void *writer_main(void *arg)
 	uint64_t r = 0x5851f42d4c957f2dull;
 
 	while (!atomic_load(&h->stop)) {
-		if (move_slot(h, (uint32_t)(rnd(&r) % NSLOTS)))
+		if (move_slot(h, (uint32_t)(rnd(&r) % NSLOTS), r & 1))
 			abort();
 		check_layout(h);
 		atomic_fetch_add(&h->moves, 1);
