@@ -33,14 +33,17 @@ void retire_free(struct mem_alloc *alloc, struct retire *r)
 
 uint64_t reclaim_queue(struct reclaim *rc, struct retire *r)
 {
+	uint64_t ticket;
+
 	pthread_mutex_lock(&rc->lock);
-	r->ticket = ++rc->issued;
+	ticket = r->ticket = ++rc->issued;
 	r->next = NULL;
 	*rc->tail = r;
 	rc->tail = &r->next;
 	pthread_cond_signal(&rc->work);
 	pthread_mutex_unlock(&rc->lock);
-	return r->ticket;
+	/* @r may be freed by now: the reclaim thread owns it. */
+	return ticket;
 }
 
 /* The hooks of @list, in queue order, with the writer lock held (once
