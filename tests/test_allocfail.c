@@ -218,6 +218,7 @@ struct scenario {
 	struct memslot_region req[4];	/* the operation */
 	size_t nreq;			/* 1: memslot_set_region */
 	bool internal;
+	bool deferred;			/* memslot_set_regions_deferred */
 	enum memslot_rule want;		/* rule of the successful run */
 };
 
@@ -250,6 +251,16 @@ static int run_op(struct memslot_vm *vm, const struct scenario *sc,
 	int r;
 
 	*failed = 0;
+	if (sc->deferred) {
+		r = memslot_set_regions_deferred(vm, sc->req, sc->nreq, &res);
+		*rule = sc->nreq > 1 || r ? res.rule : MEMSLOT_RULE_OK;
+		*failed = res.failed;
+		/* Completion frees the old objects: wait, so that the state
+		 * compared and the bytes counted are final. */
+		if (!r)
+			assert_int_equal(memslot_vm_wait(vm, res.ticket), 0);
+		return r;
+	}
 	if (sc->nreq > 1) {
 		r = memslot_set_regions(vm, sc->req, sc->nreq, &res);
 		*rule = res.rule;
@@ -415,6 +426,72 @@ static void test_transactions(void **state)
 		run_scenario(&sc[i]);
 }
 
+/* The same changes made deferred: the retire record is one more
+ * allocation of the reserve stage, and a failure anywhere changes nothing. */
+static void test_deferred_ops(void **state)
+{
+	const struct scenario sc[] = {
+		{ "deferred create", 3, ONE(reg(0, 10, 0, 100, 8, 5000)),
+		  .deferred = true },
+		{ "deferred delete", 3, ONE(reg(0, 1, 0, 0, 0, 0)),
+		  .deferred = true },
+		{ "deferred move", 3, ONE(reg(0, 1, 0, 200, 4, 1008)),
+		  .deferred = true },
+		{ "deferred flags", 3,
+		  ONE(reg(0, 1, MEMSLOT_MEM_LOG_DIRTY_PAGES, 8, 4, 1008)),
+		  .deferred = true },
+		{ "deferred delete logging", 3, ONE(reg(0, 2, 0, 0, 0, 0)),
+		  .deferred = true },
+		{ "deferred txn split", 3,
+		  TXN(3, reg(0, 1, 0, 0, 0, 0), reg(0, 1, 0, 8, 2, 1008),
+		      reg(0, 5, 0, 10, 2, 1010)),
+		  .deferred = true },
+		{ "deferred txn merge", 3,
+		  TXN(3, reg(0, 2, 0, 0, 0, 0), reg(0, 1, 0, 0, 0, 0),
+		      reg(0, 1, 0, 8, 12, 1008)),
+		  .deferred = true },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(sc) / sizeof(sc[0]); i++)
+		run_scenario(&sc[i]);
+}
+
+/* Registering a listener grows the VM's list: a failure registers
+ * nothing, and the listeners already there keep working. */
+static void test_listener_register(void **state)
+{
+	struct memslot_listener l[8];
+	struct memslot_vm *vm = setup(1);
+	struct memslot_region r = reg(0, 5, 0, 400, 1, 7000);
+	size_t ok = 0;
+
+	(void)state;
+	memset(l, 0, sizeof(l));
+	for (size_t i = 0; i < 8; i++) {
+		l[i].size = sizeof(l[i]);
+		arm(0);
+		if (memslot_listener_register(vm, &l[i]) == 0) {
+			ok++;
+		} else {
+			disarm();
+			assert_int_equal(memslot_listener_unregister(vm, &l[i]),
+					 -ENOENT);
+			assert_int_equal(memslot_listener_register(vm, &l[i]),
+					 0);
+			ok++;
+		}
+		disarm();
+		cases++;
+	}
+	assert_int_equal(ok, 8);
+	assert_int_equal(memslot_set_region(vm, &r, NULL), 0);
+	for (size_t i = 0; i < 8; i++)
+		assert_int_equal(memslot_listener_unregister(vm, &l[i]), 0);
+	memslot_vm_destroy(vm);
+	assert_int_equal(failer.live, 0);
+}
+
 /* Creates and deletes where the B+ trees (gfn, hva and id indexes) split
  * or merge (16 keys per node: 16/17, 256/257) and the id map grows. */
 static void test_growth_points(void **state)
@@ -541,6 +618,8 @@ int main(void)
 		cmocka_unit_test_setup(test_single_ops, reset),
 		cmocka_unit_test_setup(test_transactions, reset),
 		cmocka_unit_test_setup(test_growth_points, reset),
+		cmocka_unit_test_setup(test_deferred_ops, reset),
+		cmocka_unit_test_setup(test_listener_register, reset),
 		cmocka_unit_test_setup(test_vcpu_create, reset),
 		cmocka_unit_test_setup(test_vm_create, reset),
 	};

@@ -82,6 +82,7 @@ struct diff {
 	unsigned long txns_failed;
 	unsigned long dirty_gets;	/* successful GETs with a bit set */
 	bool locked;
+	bool deferred;		/* user changes through the deferred call */
 };
 
 static void diff_lock(struct diff *d)
@@ -645,6 +646,17 @@ static void log_gate(const struct diff *d, struct memslot_region *r)
 		r->flags &= ~MEMSLOT_MEM_LOG_DIRTY_PAGES;
 }
 
+/* One user request through memslot_set_regions_deferred(). */
+static int deferred_one(struct diff *d, const struct memslot_region *r,
+			enum memslot_rule *rule)
+{
+	struct memslot_txn_result res = { 0 };
+	int ret = memslot_set_regions_deferred(d->vm, r, 1, &res);
+
+	*rule = res.rule;
+	return ret;
+}
+
 static void do_single(struct diff *d, bool internal)
 {
 	unsigned int as_id = pick_as(d);
@@ -659,12 +671,19 @@ static void do_single(struct diff *d, bool internal)
 		r.slot = encode_slot(d, as_id, d->cfg.user_slots +
 			(uint32_t)pick(d, d->cfg.total_slots - d->cfg.user_slots + 1));
 	log_gate(d, &r);
+	/* Internal slots have no deferred call. */
+	d->m.deferred = d->deferred && !internal;
 	ref_ret = ref_set_region(&d->m, &d->cfg, &r, internal, &ref_rule);
 	trace_region(d, internal ? "internal" : "user", &r, ref_ret, ref_rule);
 	if (internal)
 		lib_ret = memslot_set_internal_region(d->vm, &r, &lib_rule);
+	else if (d->deferred)
+		lib_ret = deferred_one(d, &r, &lib_rule);
 	else
 		lib_ret = memslot_set_region(d->vm, &r, &lib_rule);
+	/* The transaction calls report a no-op as OK. */
+	if (d->m.deferred && ref_rule == MEMSLOT_RULE_NOOP)
+		ref_rule = MEMSLOT_RULE_OK;
 	if (lib_ret != ref_ret || lib_rule != ref_rule)
 		DIFF_FAIL(d, "%s slot %#x flags %#x gpa %#" PRIx64 " size %#"
 			  PRIx64 " hva %#" PRIx64 ": library %d rule %d, "
@@ -939,7 +958,8 @@ static void do_txn(struct diff *d)
 	ref_ret = ref_set_regions(&d->m, &d->cfg, r, n, &ref_failed, &ref_rule);
 	for (size_t i = 0; i < n; i++)
 		trace_region(d, "txn", &r[i], ref_ret, ref_rule);
-	lib_ret = memslot_set_regions(d->vm, r, n, &res);
+	lib_ret = d->deferred ? memslot_set_regions_deferred(d->vm, r, n, &res)
+			      : memslot_set_regions(d->vm, r, n, &res);
 	if (lib_ret != ref_ret || res.rule != ref_rule ||
 	    (ref_ret && res.failed != ref_failed)) {
 		ref_model_free(&before);
@@ -1068,6 +1088,7 @@ static unsigned long ops_per_run(void)
  * struct diff_params - one configuration of a sequence
  * @unbounded: use the unbounded profile instead of x86-64
  * @guest_memfd: accept MEMSLOT_MEM_GUEST_MEMFD (KVM's v2 call)
+ * @deferred: make user changes with memslot_set_regions_deferred()
  * @nr_as: address spaces
  * @id_span: see struct diff
  * @gfn_span: see struct diff
@@ -1075,6 +1096,7 @@ static unsigned long ops_per_run(void)
 struct diff_params {
 	bool unbounded;
 	bool guest_memfd;
+	bool deferred;
 	unsigned int nr_as;
 	uint32_t id_span;
 	uint64_t gfn_span;
@@ -1091,6 +1113,7 @@ static void diff_setup(struct diff *d, const struct diff_params *p,
 	d->cfg.nr_as = p->nr_as;
 	d->cfg.guest_memfd = p->guest_memfd;
 	d->cfg.rcu = memslot_rcu_none();
+	d->deferred = p->deferred;
 	d->seed = seed;
 	d->rng = seed * 0x9e3779b97f4a7c15ull + 1;
 	d->id_span = p->id_span;
@@ -1146,7 +1169,7 @@ static void run(const struct diff_params *p, uint64_t seed)
 
 static void test_x86_small(void **state)
 {
-	const struct diff_params p = { false, false, 1, 24, 256 };
+	const struct diff_params p = { false, false, false, 1, 24, 256 };
 
 	(void)state;
 	for (uint64_t seed = 1; seed <= 4; seed++)
@@ -1155,7 +1178,7 @@ static void test_x86_small(void **state)
 
 static void test_x86_two_as(void **state)
 {
-	const struct diff_params p = { false, false, 2, 24, 256 };
+	const struct diff_params p = { false, false, false, 2, 24, 256 };
 
 	(void)state;
 	run(&p, 11);
@@ -1164,7 +1187,7 @@ static void test_x86_two_as(void **state)
 
 static void test_unbounded(void **state)
 {
-	const struct diff_params p = { true, false, 1, 40, 1024 };
+	const struct diff_params p = { true, false, false, 1, 40, 1024 };
 
 	(void)state;
 	run(&p, 21);
@@ -1173,17 +1196,28 @@ static void test_unbounded(void **state)
 /* guest_memfd accepted: offsets checked, GUEST_MEMFD slots immutable. */
 static void test_x86_guest_memfd(void **state)
 {
-	const struct diff_params p = { false, true, 1, 24, 256 };
+	const struct diff_params p = { false, true, false, 1, 24, 256 };
 
 	(void)state;
 	run(&p, 41);
 	run(&p, 42);
 }
 
+/* Every user change deferred: same verdicts, same layouts, generations as
+ * blocking except that a refused MOVE has no INVALID phase to undo. */
+static void test_x86_deferred(void **state)
+{
+	const struct diff_params p = { false, false, true, 2, 24, 256 };
+
+	(void)state;
+	run(&p, 51);
+	run(&p, 52);
+}
+
 /* Many slots spread thin: the layout is only compared every few requests. */
 static void test_x86_large(void **state)
 {
-	const struct diff_params p = { false, false, 1, 1500, 1u << 16 };
+	const struct diff_params p = { false, false, false, 1, 1500, 1u << 16 };
 
 	(void)state;
 	run(&p, 31);
@@ -1197,6 +1231,7 @@ int main(void)
 		cmocka_unit_test(test_unbounded),
 		cmocka_unit_test(test_x86_guest_memfd),
 		cmocka_unit_test(test_x86_large),
+		cmocka_unit_test(test_x86_deferred),
 	};
 
 	return cmocka_run_group_tests_name("differential", tests, NULL, NULL);
