@@ -308,8 +308,13 @@ static void op_txn(struct fuzz *f)
 		for (size_t i = 1; i < n; i++)
 			r[i].slot = (r[0].slot & ~0xffffu) | (r[i].slot & 0xffff);
 	}
-	l = memslot_set_regions(f->vm, r, n, &res);
+	/* Some transactions deferred: same verdicts; a refused deferred
+	 * change has no INVALID phase to undo. */
+	f->ref.deferred = get8(&f->in) < 0x40;
+	l = f->ref.deferred ? memslot_set_regions_deferred(f->vm, r, n, &res)
+			    : memslot_set_regions(f->vm, r, n, &res);
 	m = ref_set_regions(&f->ref, &f->cfg, r, n, &mfailed, &mr);
+	f->ref.deferred = false;
 	check(f, "txn verdict", (uint64_t)l, (uint64_t)m);
 	check(f, "txn rule", res.rule, mr);
 	if (l)
