@@ -1032,6 +1032,47 @@ static void test_stats(void **state)
 	assert_int_equal(memslot_vm_stats(f->vm, 1, &st), -EINVAL);
 }
 
+/* A positive prepare return aborts too, returned negated. */
+static void test_prepare_positive(void **state)
+{
+	struct fixture *f = *state;
+	struct memslot_region r = region(3, 0, 0x300 * PAGE, PAGE, HVA);
+	enum memslot_rule rule;
+
+	f->log.ret = EPERM;
+	assert_int_equal(memslot_set_region(f->vm, &r, &rule), -EPERM);
+	assert_int_equal(rule, MEMSLOT_RULE_PREPARE);
+	assert_null(by_id(f, 0, 3));
+	f->log.ret = 0;
+	assert_int_equal(memslot_set_region(f->vm, &r, &rule), 0);
+}
+
+/* The id index shrinks with the slots: after many slots come and go, the
+ * VM holds about what it held before (the spare node pool aside). */
+static void test_ids_shrink(void **state)
+{
+	struct fixture *f = *state;
+	struct memslot_region r = region(0, 0, 0, PAGE, HVA);
+	struct memslot_stats st0, st;
+
+	assert_int_equal(memslot_vm_stats(f->vm, 0, &st0), 0);
+	for (uint32_t id = 0; id < 20000; id++) {
+		r = region(id, 0, (uint64_t)id * 2 * PAGE, PAGE,
+			   HVA + (uint64_t)id * PAGE);
+		assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
+	}
+	assert_int_equal(memslot_vm_stats(f->vm, 0, &st), 0);
+	assert_true(st.bytes > st0.bytes + 20000 * 100);
+	for (uint32_t id = 0; id < 20000; id++) {
+		r = region(id, 0, 0, 0, 0);
+		assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
+	}
+	assert_int_equal(memslot_vm_stats(f->vm, 0, &st), 0);
+	/* Only the spare pool (POOL_KEEP leaves and inners) and the id
+	 * map's summary may stay: far below 20000 slots' worth. */
+	assert_true(st.bytes < st0.bytes + 256 * 1024);
+}
+
 static void test_messages(void **state)
 {
 	const int errs[] = { 0, -EINVAL, -EEXIST, -ENOENT, -ENOMEM, -EFAULT,
@@ -1254,6 +1295,7 @@ int main(void)
 		T(test_null_arguments), T(test_txn_flags_then_delete),
 		T(test_txn_max_gfn_after_layout_rules),
 		T(test_txn_max_gfn_like_single_move),
+		T(test_prepare_positive), T(test_ids_shrink),
 	};
 
 	return cmocka_run_group_tests_name("region", tests, NULL, NULL);

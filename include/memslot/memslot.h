@@ -148,8 +148,10 @@ struct memslot_region {
  * struct memslot_callbacks - hooks a VMM uses to follow slot changes
  * @size: sizeof(struct memslot_callbacks), so the struct can grow
  * @prepare: called after validation and, for DELETE/MOVE, after the INVALID
- *	copy is active; a negative return aborts the change (for DELETE/MOVE
- *	the original slot is restored, as KVM does); may be NULL
+ *	copy is active; 0 lets the change go on, any other value aborts it
+ *	(for DELETE/MOVE the original slot is restored, as KVM does) and is
+ *	returned as a negative errno (a positive value is negated); may be
+ *	NULL
  * @flush: called for DELETE/MOVE once no reader can reach @old any more
  *	except as the INVALID copy: drop every mapping derived from @old here;
  *	may be NULL
