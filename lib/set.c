@@ -11,6 +11,18 @@ static uint64_t hva_end_of(const void *val)
 	return slot_hva_end(val);
 }
 
+/* The gfn and id indexes keep each entry's end in their leaves, so that a
+ * lookup decides hit or miss without reading the slot object. */
+static uint64_t gfn_end_of(const void *val)
+{
+	return slot_end_gfn(val);
+}
+
+static uint64_t id_end_of(const void *val)
+{
+	return (uint64_t)((const struct memslot_slot *)val)->id + 1;
+}
+
 /* Every index orders equal keys by slot id (only the hva index has equal
  * keys: aliases).  A slot's next state keeps its id, so replacing a slot
  * never reorders an index. */
@@ -32,9 +44,9 @@ struct memslot_set *set_new_empty(struct mem_alloc *alloc, unsigned int as_id)
 		return NULL;
 	atomic_init(&s->generation, as_id);
 	atomic_init(&s->last_used, NULL);
-	bpt_init(&s->gfn, NULL);
+	bpt_init(&s->gfn, gfn_end_of);
 	bpt_init(&s->hva, hva_end_of);
-	bpt_init(&s->ids, NULL);
+	bpt_init(&s->ids, id_end_of);
 	s->gfn.tie = id_of;
 	s->hva.tie = id_of;
 	s->ids.tie = id_of;
