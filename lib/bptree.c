@@ -789,6 +789,124 @@ void bpt_replace(struct bpt *t, struct bpt_pool *pool, uint64_t key,
 	refresh_up(t, &p, p.depth - 1);
 }
 
+/* ---- bulk build ----------------------------------------------------- */
+
+void bpt_nodes_for_build(size_t count, size_t *leaves, size_t *inners)
+{
+	size_t n = (count + BPT_FANOUT - 1) / BPT_FANOUT;
+
+	*leaves += n;
+	while (n > 1) {
+		n = (n + BPT_FANOUT - 1) / BPT_FANOUT;
+		*inners += n;
+	}
+}
+
+/*
+ * A tree built bottom up from entries in order: every level keeps one open
+ * node, filled to BPT_FANOUT before the next starts; a closed node's cell
+ * goes into the open node one level up.  Level 0 is the leaves.
+ */
+struct builder {
+	struct bpt *t;
+	struct bpt_pool *pool;
+	struct bpt_node *open[BPT_MAX_DEPTH + 1];
+	bool closed[BPT_MAX_DEPTH + 1];	/* a node of this level was closed */
+};
+
+static void build_push(struct builder *bd, unsigned int l,
+		       const struct bpt_cell *c)
+{
+	struct bpt_node *nd = bd->open[l];
+	struct bpt_cell up;
+
+	assert(l < BPT_MAX_DEPTH);
+	if (nd && nd->n == BPT_FANOUT) {
+		cell_of(bd->t, nd, &up);
+		build_push(bd, l + 1, &up);
+		bd->closed[l] = true;
+		nd = NULL;
+	}
+	if (!nd) {
+		nd = bd->open[l] = node_take(bd->pool, l == 0);
+		bd->t->nodes++;
+	}
+	cell_set(nd, nd->n++, c);
+}
+
+/* Close the open nodes bottom up; the first level that never closed a
+ * node holds the root. */
+static void build_finish(struct builder *bd)
+{
+	struct bpt_cell up;
+	unsigned int l;
+
+	for (l = 0; bd->open[l] && bd->closed[l]; l++) {
+		cell_of(bd->t, bd->open[l], &up);
+		build_push(bd, l + 1, &up);
+	}
+	bd->t->root = bd->open[l];
+	bd->t->depth = bd->open[l] ? l + 1 : 0;
+}
+
+/* Position @it at the first entry of @t (past the end if empty). */
+static void iter_first(struct bpt_iter *it, const struct bpt *t)
+{
+	it->depth = (int)t->depth;
+	if (!t->root)
+		return;
+	it->node[0] = t->root;
+	it->pos[0] = 0;
+	path_descend(it, 0, false);
+}
+
+/* Every node of a tree that left the writer's layout: reused at once if
+ * unpublished, else retired.  Children are read before their parent goes
+ * (a dropped node's first cell links the pool's free list). */
+static void drop_all(struct bpt_pool *pool, struct bpt_node *nd)
+{
+	if (!nd->leaf)
+		for (unsigned int j = 0; j < nd->n; j++)
+			drop_all(pool, nd->vals[j]);
+	node_drop(pool, nd);
+}
+
+static void build_entry(struct builder *bd, void *val,
+			uint64_t (*key)(const void *))
+{
+	struct bpt_cell c = { key(val), val, 0, 0 };
+
+	c.end = bd->t->end ? bd->t->end(val) : 0;
+	build_push(bd, 0, &c);
+}
+
+void bpt_build_merge(struct bpt *t, struct bpt_pool *pool, void *const *vals,
+		     size_t k, uint64_t (*key)(const void *))
+{
+	struct bpt old = *t;
+	struct builder bd = { .t = t, .pool = pool };
+	struct bpt_iter it;
+	void *o;
+	size_t i = 0;
+
+	tree_reset(t);
+	t->count = old.count + k;
+	iter_first(&it, &old);
+	o = bpt_iter_next(&it);
+	while (o || i < k) {
+		if (o && (i == k || pair_lt(t, key(o), o, key(vals[i]),
+					    vals[i]))) {
+			build_entry(&bd, o, key);
+			o = bpt_iter_next(&it);
+		} else {
+			build_entry(&bd, vals[i++], key);
+		}
+	}
+	build_finish(&bd);
+	if (old.root)
+		drop_all(pool, old.root);
+}
+
 /* ---- lookups -------------------------------------------------------- */
 
 

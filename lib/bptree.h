@@ -156,6 +156,22 @@ size_t bpt_insert_inners(const struct bpt *t);
 void bpt_nodes_for_inserts(const struct bpt *t, size_t k, size_t *leaves,
 			   size_t *inners);
 
+/*
+ * Add to *@leaves and *@inners the nodes bpt_build_merge() takes to make
+ * a tree of @count entries (full nodes on every level).
+ */
+void bpt_nodes_for_build(size_t count, size_t *leaves, size_t *inners);
+
+/*
+ * Bulk insert: rebuild @t bottom up from its entries merged with the @k
+ * values @vals, which are sorted in the tree's order (by @key(val), then
+ * tie) and not present.  O(n + k) instead of k descents; leaves come out
+ * full.  Every old node leaves the tree (reused if made in this epoch,
+ * else retired), so the pool must hold bpt_nodes_for_build(count + k).
+ */
+void bpt_build_merge(struct bpt *t, struct bpt_pool *pool, void *const *vals,
+		     size_t k, uint64_t (*key)(const void *));
+
 /* Insert (@key, @val); the pair must not be present and the pool must hold
  * a leaf and bpt_insert_inners(t) inners. */
 void bpt_insert(struct bpt *t, struct bpt_pool *pool, uint64_t key, void *val);

@@ -2,6 +2,7 @@
 /* One published layout: gfn, hva and id indexes, last-used cache. */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "set.h"
@@ -143,6 +144,73 @@ void set_nodes_for(const struct memslot_set *s, size_t edits,
 	bpt_nodes_for_inserts(&s->gfn, gfn_inserts, leaves, inners);
 	bpt_nodes_for_inserts(&s->hva, hva_inserts, leaves, inners);
 	bpt_nodes_for_inserts(&s->ids, id_inserts, leaves, inners);
+}
+
+/* ---- bulk inserts ---------------------------------------------------- */
+
+/* Fewer inserts than this go one by one; a rebuild also costs O(n), so it
+ * pays only when the inserts are at least 1/16 of the layout. */
+#define SET_BULK_MIN 32
+
+static const struct memslot_slot *slot_at(const void *p)
+{
+	return *(void *const *)p;
+}
+
+static int cmp_u64(uint64_t a, uint64_t b)
+{
+	return (a > b) - (a < b);
+}
+
+static int by_gfn(const void *a, const void *b)
+{
+	return cmp_u64(slot_at(a)->base_gfn, slot_at(b)->base_gfn);
+}
+
+static int by_hva(const void *a, const void *b)
+{
+	int c = cmp_u64(slot_at(a)->hva, slot_at(b)->hva);
+
+	return c ? c : cmp_u64(slot_at(a)->id, slot_at(b)->id);
+}
+
+static int by_id(const void *a, const void *b)
+{
+	return cmp_u64(slot_at(a)->id, slot_at(b)->id);
+}
+
+static uint64_t gfn_key(const void *val)
+{
+	return ((const struct memslot_slot *)val)->base_gfn;
+}
+
+static uint64_t hva_key(const void *val)
+{
+	return ((const struct memslot_slot *)val)->hva;
+}
+
+bool set_bulk_pays(const struct memslot_set *s, size_t k)
+{
+	return k >= SET_BULK_MIN && k >= s->gfn.count / 16;
+}
+
+void set_nodes_for_bulk(const struct memslot_set *s, size_t k,
+			size_t *leaves, size_t *inners)
+{
+	bpt_nodes_for_build(s->gfn.count + k, leaves, inners);
+	bpt_nodes_for_build(s->hva.count + k, leaves, inners);
+	bpt_nodes_for_build(s->ids.count + k, leaves, inners);
+}
+
+void set_insert_bulk(struct memslot_set *s, struct bpt_pool *pool,
+		     void **slots, size_t k)
+{
+	qsort(slots, k, sizeof(*slots), by_gfn);
+	bpt_build_merge(&s->gfn, pool, slots, k, gfn_key);
+	qsort(slots, k, sizeof(*slots), by_hva);
+	bpt_build_merge(&s->hva, pool, slots, k, hva_key);
+	qsort(slots, k, sizeof(*slots), by_id);
+	bpt_build_merge(&s->ids, pool, slots, k, id_of);
 }
 
 struct memslot_slot *set_search_approx(const struct memslot_set *s,

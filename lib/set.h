@@ -94,6 +94,20 @@ void set_nodes_for(const struct memslot_set *s, size_t edits,
 		   size_t gfn_inserts, size_t hva_inserts, size_t id_inserts,
 		   size_t *leaves, size_t *inners);
 
+/*
+ * Bulk inserts (a transaction of many creates): the three indexes are
+ * rebuilt bottom up from their entries merged with @slots (struct
+ * memslot_slot pointers, reordered here), O(n + k log k) instead of k
+ * descents per index.  set_bulk_pays() says whether @k inserts should go
+ * this way; the caller then reserves set_nodes_for_bulk() nodes on top of
+ * what its other edits need.
+ */
+bool set_bulk_pays(const struct memslot_set *s, size_t k);
+void set_nodes_for_bulk(const struct memslot_set *s, size_t k,
+			size_t *leaves, size_t *inners);
+void set_insert_bulk(struct memslot_set *s, struct bpt_pool *pool,
+		     void **slots, size_t k);
+
 /* The slot containing @gfn, without the cache; NULL if none. */
 static inline struct memslot_slot *set_search(const struct memslot_set *s,
 					      uint64_t gfn)
