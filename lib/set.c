@@ -202,15 +202,29 @@ void set_nodes_for_bulk(const struct memslot_set *s, size_t k,
 	bpt_nodes_for_build(s->ids.count + k, leaves, inners);
 }
 
+/* Requests usually come in gfn or id order: a check is O(k). */
+static void sort_slots(void **slots, size_t k,
+		       int (*cmp)(const void *, const void *))
+{
+	for (size_t i = 1; i < k; i++) {
+		if (cmp(&slots[i - 1], &slots[i]) > 0) {
+			qsort(slots, k, sizeof(*slots), cmp);
+			return;
+		}
+	}
+}
+
+/* The hva order last: it is the one least likely to be the request
+ * order, so the other two may need no sort. */
 void set_insert_bulk(struct memslot_set *s, struct bpt_pool *pool,
 		     void **slots, size_t k)
 {
-	qsort(slots, k, sizeof(*slots), by_gfn);
+	sort_slots(slots, k, by_gfn);
 	bpt_build_merge(&s->gfn, pool, slots, k, gfn_key);
-	qsort(slots, k, sizeof(*slots), by_hva);
-	bpt_build_merge(&s->hva, pool, slots, k, hva_key);
-	qsort(slots, k, sizeof(*slots), by_id);
+	sort_slots(slots, k, by_id);
 	bpt_build_merge(&s->ids, pool, slots, k, id_of);
+	sort_slots(slots, k, by_hva);
+	bpt_build_merge(&s->hva, pool, slots, k, hva_key);
 }
 
 struct memslot_slot *set_search_approx(const struct memslot_set *s,
