@@ -5,7 +5,7 @@
  * Writers keep a path (a struct bpt_iter whose nodes they own: see
  * path_own() for copy on write) from the root to a leaf cell.  After a change they rewrite, bottom up, each ancestor's
  * cell for the child on the path: its key (the child's first key) and, in an
- * augmented tree, its max_end.  That one rule keeps separators and max ends
+ * augmented tree, its end (the child's max end).  That one rule keeps separators and max ends
  * right whatever the change was.
  */
 #include <assert.h>
@@ -20,7 +20,7 @@ struct bpt_cell {
 	uint64_t key;
 	void *val;
 	uint64_t tie;		/* inner cells only */
-	uint64_t max_end;	/* inner cells only */
+	uint64_t end;		/* the entry's end, or the child's max end */
 };
 
 static const struct bpt_cell pad_cell = { BPT_KEY_NONE, NULL, 0, 0 };
@@ -66,7 +66,7 @@ static void cell_get(const struct bpt_node *nd, unsigned int i,
 	c->key = nd->keys[i];
 	c->val = nd->vals[i];
 	c->tie = nd->leaf ? 0 : cinner_of(nd)->ties[i];
-	c->max_end = nd->leaf ? 0 : cinner_of(nd)->max_end[i];
+	c->end = nd->ends[i];
 }
 
 static void cell_set(struct bpt_node *nd, unsigned int i,
@@ -74,10 +74,9 @@ static void cell_set(struct bpt_node *nd, unsigned int i,
 {
 	nd->keys[i] = c->key;
 	nd->vals[i] = c->val;
-	if (!nd->leaf) {
+	nd->ends[i] = c->end;
+	if (!nd->leaf)
 		inner_of(nd)->ties[i] = c->tie;
-		inner_of(nd)->max_end[i] = c->max_end;
-	}
 }
 
 /* Make @nd hold exactly the @cnt cells @c, padded. */
@@ -99,11 +98,10 @@ static void cells_shift(struct bpt_node *nd, unsigned int from,
 
 	memmove(&nd->keys[to], &nd->keys[from], cnt * sizeof(nd->keys[0]));
 	memmove(&nd->vals[to], &nd->vals[from], cnt * sizeof(nd->vals[0]));
+	memmove(&nd->ends[to], &nd->ends[from], cnt * sizeof(nd->ends[0]));
 	if (nd->leaf)
 		return;
 	memmove(&inner_of(nd)->ties[to], &inner_of(nd)->ties[from],
-		cnt * sizeof(uint64_t));
-	memmove(&inner_of(nd)->max_end[to], &inner_of(nd)->max_end[from],
 		cnt * sizeof(uint64_t));
 }
 
@@ -210,13 +208,11 @@ static struct bpt_node *node_clone(struct bpt_pool *pool, struct bpt_node *nd)
 
 	memcpy(c->keys, nd->keys, sizeof(c->keys));
 	memcpy(c->vals, nd->vals, sizeof(c->vals));
+	memcpy(c->ends, nd->ends, sizeof(c->ends));
 	c->n = nd->n;
-	if (!nd->leaf) {
+	if (!nd->leaf)
 		memcpy(inner_of(c)->ties, cinner_of(nd)->ties,
 		       sizeof(inner_of(c)->ties));
-		memcpy(inner_of(c)->max_end, cinner_of(nd)->max_end,
-		       sizeof(inner_of(c)->max_end));
-	}
 	node_drop(pool, nd);
 	return c;
 }
@@ -394,15 +390,13 @@ void bpt_nodes_for_inserts(const struct bpt *t, size_t k, size_t *leaves,
 
 /* ---- separators and max ends ---------------------------------------- */
 
-static uint64_t node_max_end(const struct bpt *t, const struct bpt_node *nd)
+static uint64_t node_max_end(const struct bpt_node *nd)
 {
-	uint64_t m = 0, e;
+	uint64_t m = 0;
 	unsigned int j;
 
-	for (j = 0; j < nd->n; j++) {
-		e = nd->leaf ? t->end(nd->vals[j]) : cinner_of(nd)->max_end[j];
-		m = e > m ? e : m;
-	}
+	for (j = 0; j < nd->n; j++)
+		m = nd->ends[j] > m ? nd->ends[j] : m;
 	return m;
 }
 
@@ -419,7 +413,7 @@ static void cell_of(const struct bpt *t, struct bpt_node *nd,
 	c->key = nd->keys[0];
 	c->val = nd;
 	c->tie = first_tie(t, nd);
-	c->max_end = t->end ? node_max_end(t, nd) : 0;
+	c->end = t->end ? node_max_end(nd) : 0;
 }
 
 static void refresh(const struct bpt *t, struct bpt_node *par, unsigned int i)
@@ -450,7 +444,7 @@ static void refresh_up(const struct bpt *t, const struct bpt_iter *p,
  * it have fixed their own parent's cells), the ancestors hold one more
  * entry, whose end is @end: copy their first keys and raise their max
  * ends.  Cheaper than refresh_up(), which recomputes max ends from every
- * cell (through t->end for a leaf).
+ * cell.
  */
 static void grow_up(const struct bpt *t, const struct bpt_iter *p, int level,
 		    uint64_t end)
@@ -461,8 +455,8 @@ static void grow_up(const struct bpt *t, const struct bpt_iter *p, int level,
 
 		par->keys[p->pos[l]] = child->keys[0];
 		inner_of(par)->ties[p->pos[l]] = first_tie(t, child);
-		if (t->end && inner_of(par)->max_end[p->pos[l]] < end)
-			inner_of(par)->max_end[p->pos[l]] = end;
+		if (par->ends[p->pos[l]] < end)
+			par->ends[p->pos[l]] = end;
 	}
 }
 
@@ -500,33 +494,6 @@ static bool path_next_leaf(struct bpt_iter *p)
 }
 
 /*
- * The last cell i of @nd with keys[i] <= @key, or 0 if there is none.  A
- * fixed binary search over all 16 cells with flag additions instead of
- * branches; pads (BPT_KEY_NONE) are never <= a clamped key, so the count
- * of used cells is not needed.
- */
-static inline unsigned int node_search(const struct bpt_node *nd, uint64_t key)
-{
-	const uint64_t *k = nd->keys;
-	unsigned int i = 0;
-
-	/* Written so that gcc and clang emit setcc/cmov/sbb, no jumps. */
-	i = k[i + 8] <= key ? i + 8 : i;
-	i = k[i + 4] <= key ? i + 4 : i;
-	i = k[i + 2] <= key ? i + 2 : i;
-	i += k[i + 1] <= key;
-	return i;
-}
-
-/* Keys in a tree are below BPT_KEY_NONE, so a search for it equals one for
- * BPT_KEY_NONE - 1, which no pad satisfies.  Cheaper than clamping the
- * found index at every level. */
-static inline uint64_t key_clamp(uint64_t key)
-{
-	return key - (key == BPT_KEY_NONE);
-}
-
-/*
  * The child of @nd whose subtree holds (@key, @tie) or where it belongs:
  * the last child whose first pair is <= it, or child 0.  Separators carry
  * ties, so this is exact however many entries share @key.
@@ -535,7 +502,7 @@ static unsigned int child_for(const struct bpt_node *nd, uint64_t key,
 			      uint64_t tie)
 {
 	const struct bpt_inner *in = cinner_of(nd);
-	unsigned int i = node_search(nd, key_clamp(key));
+	unsigned int i = bpt_node_search(nd, bpt_key_clamp(key));
 
 	while (i > 0 && nd->keys[i] == key && in->ties[i] > tie)
 		i--;
@@ -552,7 +519,7 @@ static unsigned int leaf_rank(const struct bpt *t, const struct bpt_node *nd,
 	 * entries with an equal key that order before @val (at most a
 	 * node's worth: the descent found the right leaf). */
 	if (key) {
-		i = node_search(nd, key - 1);
+		i = bpt_node_search(nd, key - 1);
 		r = nd->keys[i] < key ? i + 1 : 0;
 	}
 	while (r < nd->n && nd->keys[r] == key &&
@@ -810,37 +777,146 @@ void bpt_remove(struct bpt *t, struct bpt_pool *pool, uint64_t key, void *val)
 void bpt_replace(struct bpt *t, struct bpt_pool *pool, uint64_t key,
 		 void *old, void *new_val)
 {
+	struct bpt_node *leaf;
 	struct bpt_iter p;
 
 	assert(new_val && tie_of(t, old) == tie_of(t, new_val));
 	locate_present(t, key, old, &p);
 	path_own(t, pool, &p);
-	path_node(&p, p.depth - 1)->vals[p.pos[p.depth - 1]] = new_val;
+	leaf = path_node(&p, p.depth - 1);
+	leaf->vals[p.pos[p.depth - 1]] = new_val;
+	leaf->ends[p.pos[p.depth - 1]] = t->end ? t->end(new_val) : 0;
 	refresh_up(t, &p, p.depth - 1);
+}
+
+/* ---- bulk build ----------------------------------------------------- */
+
+void bpt_nodes_for_build(size_t count, size_t *leaves, size_t *inners)
+{
+	size_t n = (count + BPT_FANOUT - 1) / BPT_FANOUT;
+
+	*leaves += n;
+	while (n > 1) {
+		n = (n + BPT_FANOUT - 1) / BPT_FANOUT;
+		*inners += n;
+	}
+}
+
+/*
+ * A tree built bottom up from entries in order: every level keeps one open
+ * node, filled to BPT_FANOUT before the next starts; a closed node's cell
+ * goes into the open node one level up.  Level 0 is the leaves.
+ */
+struct builder {
+	struct bpt *t;
+	struct bpt_pool *pool;
+	struct bpt_node *open[BPT_MAX_DEPTH + 1];
+	bool closed[BPT_MAX_DEPTH + 1];	/* a node of this level was closed */
+};
+
+static void build_push(struct builder *bd, unsigned int l,
+		       const struct bpt_cell *c)
+{
+	struct bpt_node *nd = bd->open[l];
+	struct bpt_cell up;
+
+	assert(l < BPT_MAX_DEPTH);
+	if (nd && nd->n == BPT_FANOUT) {
+		cell_of(bd->t, nd, &up);
+		build_push(bd, l + 1, &up);
+		bd->closed[l] = true;
+		nd = NULL;
+	}
+	if (!nd) {
+		nd = bd->open[l] = node_take(bd->pool, l == 0);
+		bd->t->nodes++;
+	}
+	cell_set(nd, nd->n++, c);
+}
+
+/* Close the open nodes bottom up; the first level that never closed a
+ * node holds the root. */
+static void build_finish(struct builder *bd)
+{
+	struct bpt_cell up;
+	unsigned int l;
+
+	for (l = 0; bd->open[l] && bd->closed[l]; l++) {
+		cell_of(bd->t, bd->open[l], &up);
+		build_push(bd, l + 1, &up);
+	}
+	bd->t->root = bd->open[l];
+	bd->t->depth = bd->open[l] ? l + 1 : 0;
+}
+
+/* Position @it at the first entry of @t (past the end if empty). */
+static void iter_first(struct bpt_iter *it, const struct bpt *t)
+{
+	it->depth = (int)t->depth;
+	if (!t->root)
+		return;
+	it->node[0] = t->root;
+	it->pos[0] = 0;
+	path_descend(it, 0, false);
+}
+
+/* Every node of a tree that left the writer's layout: reused at once if
+ * unpublished, else retired.  Children are read before their parent goes
+ * (a dropped node's first cell links the pool's free list). */
+static void drop_all(struct bpt_pool *pool, struct bpt_node *nd)
+{
+	if (!nd->leaf)
+		for (unsigned int j = 0; j < nd->n; j++)
+			drop_all(pool, nd->vals[j]);
+	node_drop(pool, nd);
+}
+
+static void build_entry(struct builder *bd, void *val,
+			uint64_t (*key)(const void *))
+{
+	struct bpt_cell c = { key(val), val, 0, 0 };
+
+	c.end = bd->t->end ? bd->t->end(val) : 0;
+	build_push(bd, 0, &c);
+}
+
+void bpt_build_merge(struct bpt *t, struct bpt_pool *pool, void *const *vals,
+		     size_t k, uint64_t (*key)(const void *))
+{
+	struct bpt old = *t;
+	struct builder bd = { .t = t, .pool = pool };
+	struct bpt_iter it;
+	void *o;
+	size_t i = 0;
+
+	tree_reset(t);
+	t->count = old.count + k;
+	iter_first(&it, &old);
+	o = bpt_iter_next(&it);
+	while (o || i < k) {
+		if (o && (i == k || pair_lt(t, key(o), o, key(vals[i]),
+					    vals[i]))) {
+			build_entry(&bd, o, key);
+			o = bpt_iter_next(&it);
+		} else {
+			build_entry(&bd, vals[i++], key);
+		}
+	}
+	build_finish(&bd);
+	if (old.root)
+		drop_all(pool, old.root);
 }
 
 /* ---- lookups -------------------------------------------------------- */
 
 
 /*
- * An AVX2 node search (four independent 4-key compares) was measured
- * against the scalar one: no faster at 32764 slots (the walk is bound by
- * cache misses, not by the in-node compares) and twice the instructions,
- * so the scalar search is the only one.
+ * bpt_find_le() and bpt_find_cover() are inline in bptree.h.  An AVX2 node
+ * search (four independent 4-key compares) was measured against the
+ * scalar one: no faster at 32764 slots (the walk is bound by cache misses,
+ * not by the in-node compares) and twice the instructions, so the scalar
+ * search is the only one.
  */
-void *bpt_find_le(const struct bpt *t, uint64_t key)
-{
-	const struct bpt_node *nd = t->root;
-	unsigned int l, i;
-
-	if (!nd)
-		return NULL;
-	key = key_clamp(key);
-	for (l = t->depth; l > 1; l--)
-		nd = nd->vals[node_search(nd, key)];
-	i = node_search(nd, key);
-	return nd->keys[i] <= key ? nd->vals[i] : NULL;
-}
 
 
 void *bpt_first(const struct bpt *t)
@@ -860,10 +936,10 @@ void bpt_iter_seek_le(struct bpt_iter *it, const struct bpt *t, uint64_t key)
 	int l;
 
 	it->depth = (int)t->depth;
-	key = key_clamp(key);
+	key = bpt_key_clamp(key);
 	for (l = 0; l < it->depth; l++) {
 		it->node[l] = nd;
-		it->pos[l] = (uint8_t)node_search(nd, key);
+		it->pos[l] = (uint8_t)bpt_node_search(nd, key);
 		nd = nd->vals[it->pos[l]];
 	}
 }
@@ -909,17 +985,16 @@ static void overlap_pop(struct bpt_iter *it)
 }
 
 /* Look at cell @i of @nd, the stack top: a hit, or NULL after a step. */
-static void *overlap_visit(struct bpt_iter *it, const struct bpt *t,
-			   const struct bpt_node *nd, unsigned int i,
-			   uint64_t start)
+static void *overlap_visit(struct bpt_iter *it, const struct bpt_node *nd,
+			   unsigned int i, uint64_t start)
 {
 	int l = it->depth - 1;
 
 	if (nd->leaf) {
 		it->pos[l]++;
-		return t->end(nd->vals[i]) > start ? nd->vals[i] : NULL;
+		return nd->ends[i] > start ? nd->vals[i] : NULL;
 	}
-	if (cinner_of(nd)->max_end[i] <= start) {
+	if (nd->ends[i] <= start) {
 		it->pos[l]++;
 		return NULL;
 	}
@@ -936,6 +1011,7 @@ void *bpt_overlap_next(struct bpt_iter *it, const struct bpt *t,
 	unsigned int i;
 	void *hit;
 
+	(void)t;
 	while (it->depth > 0) {
 		nd = it->node[it->depth - 1];
 		i = it->pos[it->depth - 1];
@@ -946,7 +1022,7 @@ void *bpt_overlap_next(struct bpt_iter *it, const struct bpt *t,
 		/* Every later entry starts at or after this key. */
 		if (nd->keys[i] >= end)
 			break;
-		hit = overlap_visit(it, t, nd, i, start);
+		hit = overlap_visit(it, nd, i, start);
 		if (hit)
 			return hit;
 	}
@@ -964,9 +1040,8 @@ struct check_state {
 	size_t count;
 };
 
-static int check_cells(const struct bpt *t, const struct bpt_node *nd)
+static int check_cells(const struct bpt_node *nd)
 {
-	bool aug_inner = t->end && !nd->leaf;
 	unsigned int j;
 
 	for (j = 0; j < BPT_FANOUT; j++) {
@@ -975,8 +1050,8 @@ static int check_cells(const struct bpt *t, const struct bpt_node *nd)
 		if (used && (nd->keys[j] == BPT_KEY_NONE || !nd->vals[j]))
 			return -BPT_CHECK_CELL;
 		if (!used && (nd->keys[j] != BPT_KEY_NONE || nd->vals[j] ||
-			      (!nd->leaf && cinner_of(nd)->ties[j]) ||
-			      (aug_inner && cinner_of(nd)->max_end[j])))
+			      nd->ends[j] ||
+			      (!nd->leaf && cinner_of(nd)->ties[j])))
 			return -BPT_CHECK_PAD;
 	}
 	return 0;
@@ -991,7 +1066,7 @@ static int check_shape(const struct bpt *t, const struct bpt_node *nd,
 		return -BPT_CHECK_FILL;
 	if (nd->leaf != (level + 1 == t->depth))
 		return -BPT_CHECK_LEVEL;
-	return check_cells(t, nd);
+	return check_cells(nd);
 }
 
 static int check_leaf(struct check_state *st, const struct bpt_node *nd,
@@ -1010,6 +1085,8 @@ static int check_leaf(struct check_state *st, const struct bpt_node *nd,
 		st->val = nd->vals[j];
 		st->count++;
 		e = st->t->end ? st->t->end(nd->vals[j]) : 0;
+		if (nd->ends[j] != e)
+			return -BPT_CHECK_MAX_END;
 		*max_end = e > *max_end ? e : *max_end;
 	}
 	return 0;
@@ -1036,7 +1113,7 @@ static int check_inner(struct check_state *st, const struct bpt_node *nd,
 			return -BPT_CHECK_SEPARATOR;
 		if (cinner_of(nd)->ties[j] != first_tie(st->t, child))
 			return -BPT_CHECK_TIE;
-		if (st->t->end && cinner_of(nd)->max_end[j] != m)
+		if (nd->ends[j] != m)
 			return -BPT_CHECK_MAX_END;
 		*max_end = m > *max_end ? m : *max_end;
 	}

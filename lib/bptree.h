@@ -43,9 +43,13 @@
 #define BPT_KEY_NONE UINT64_MAX
 
 /*
- * A node.  In a leaf, vals[i] is the value of entry i; in an inner node,
- * vals[i] is child i and keys[i] the smallest key in child i's subtree.
- * Cells at and beyond n hold key BPT_KEY_NONE and value NULL.
+ * A node.  In a leaf, vals[i] is the value of entry i and ends[i] the
+ * (exclusive) end of its interval; in an inner node, vals[i] is child i,
+ * keys[i] the smallest key in child i's subtree and ends[i] the largest
+ * end in it.  A tree without an end function keeps ends[] zero.  Keeping
+ * each entry's end in the leaf lets a lookup decide hit or miss without
+ * touching the value (a slot object, usually a cache miss of its own).
+ * Cells at and beyond n hold key BPT_KEY_NONE, value NULL and end 0.
  * keys[] comes first so a search touches two cache lines per level.
  * @epoch and @retired are the writer's and never read by readers: the
  * pool epoch the node was made in while it is in a tree (64 bits: it never
@@ -56,6 +60,7 @@
 struct bpt_node {
 	uint64_t keys[BPT_FANOUT];
 	void *vals[BPT_FANOUT];
+	uint64_t ends[BPT_FANOUT];
 	uint8_t n;
 	bool leaf;
 	union {
@@ -66,18 +71,19 @@ struct bpt_node {
 
 /*
  * An inner node also keeps, per child, the tie value of the child's first
- * entry (so a descent to an (key, tie) pair is O(log n) however many
- * entries share the key) and, in an augmented tree, the max end.
+ * entry, so a descent to an (key, tie) pair is O(log n) however many
+ * entries share the key.
  */
 struct bpt_inner {
 	struct bpt_node node;
 	uint64_t ties[BPT_FANOUT];
-	uint64_t max_end[BPT_FANOUT];
 };
 
 /*
  * A tree.  @end is NULL for a plain tree; for an augmented tree it returns
- * the (exclusive) end of an entry's interval, derived from its value.
+ * the (exclusive) end of an entry's interval, derived from its value (and
+ * kept in the leaves: the value's end must not change while it is in the
+ * tree).
  * @depth counts levels: 0 for an empty tree, 1 when the root is a leaf.
  */
 struct bpt {
@@ -150,6 +156,22 @@ size_t bpt_insert_inners(const struct bpt *t);
 void bpt_nodes_for_inserts(const struct bpt *t, size_t k, size_t *leaves,
 			   size_t *inners);
 
+/*
+ * Add to *@leaves and *@inners the nodes bpt_build_merge() takes to make
+ * a tree of @count entries (full nodes on every level).
+ */
+void bpt_nodes_for_build(size_t count, size_t *leaves, size_t *inners);
+
+/*
+ * Bulk insert: rebuild @t bottom up from its entries merged with the @k
+ * values @vals, which are sorted in the tree's order (by @key(val), then
+ * tie) and not present.  O(n + k) instead of k descents; leaves come out
+ * full.  Every old node leaves the tree (reused if made in this epoch,
+ * else retired), so the pool must hold bpt_nodes_for_build(count + k).
+ */
+void bpt_build_merge(struct bpt *t, struct bpt_pool *pool, void *const *vals,
+		     size_t k, uint64_t (*key)(const void *));
+
 /* Insert (@key, @val); the pair must not be present and the pool must hold
  * a leaf and bpt_insert_inners(t) inners. */
 void bpt_insert(struct bpt *t, struct bpt_pool *pool, uint64_t key, void *val);
@@ -161,8 +183,77 @@ void bpt_remove(struct bpt *t, struct bpt_pool *pool, uint64_t key, void *val);
 void bpt_replace(struct bpt *t, struct bpt_pool *pool, uint64_t key,
 		 void *old, void *new_val);
 
+/*
+ * The last cell i of @nd with keys[i] <= @key, or 0 if there is none.  A
+ * fixed binary search over all 16 cells with flag additions instead of
+ * branches; pads (BPT_KEY_NONE) are never <= a clamped key, so the count
+ * of used cells is not needed.  Inline: it is the readers' hot path.
+ */
+static inline unsigned int bpt_node_search(const struct bpt_node *nd,
+					   uint64_t key)
+{
+	const uint64_t *k = nd->keys;
+	unsigned int i = 0;
+
+	/* Written so that gcc and clang emit setcc/cmov/sbb, no jumps. */
+	i = k[i + 8] <= key ? i + 8 : i;
+	i = k[i + 4] <= key ? i + 4 : i;
+	i = k[i + 2] <= key ? i + 2 : i;
+	i += k[i + 1] <= key;
+	return i;
+}
+
+/* Keys in a tree are below BPT_KEY_NONE, so a search for it equals one for
+ * BPT_KEY_NONE - 1, which no pad satisfies.  Cheaper than clamping the
+ * found index at every level. */
+static inline uint64_t bpt_key_clamp(uint64_t key)
+{
+	return key - (key == BPT_KEY_NONE);
+}
+
+/* The leaf whose cell bpt_node_search() picks for @key; @t not empty. */
+static inline const struct bpt_node *bpt_leaf_for(const struct bpt *t,
+						  uint64_t key)
+{
+	const struct bpt_node *nd = t->root;
+
+	for (unsigned int l = t->depth; l > 1; l--)
+		nd = (const struct bpt_node *)nd->vals[bpt_node_search(nd, key)];
+	return nd;
+}
+
 /* The value of the last entry whose key is <= @key, or NULL. */
-void *bpt_find_le(const struct bpt *t, uint64_t key);
+static inline void *bpt_find_le(const struct bpt *t, uint64_t key)
+{
+	const struct bpt_node *nd;
+	unsigned int i;
+
+	if (!t->root)
+		return NULL;
+	key = bpt_key_clamp(key);
+	nd = bpt_leaf_for(t, key);
+	i = bpt_node_search(nd, key);
+	return nd->keys[i] <= key ? nd->vals[i] : NULL;
+}
+
+/*
+ * In an augmented tree, the value of the entry whose interval holds @key
+ * (the last entry with key <= @key, if @key is below its end), or NULL.
+ * Reads only nodes: the hit or miss is decided by the leaf's end.
+ */
+static inline void *bpt_find_cover(const struct bpt *t, uint64_t key)
+{
+	const struct bpt_node *nd;
+	uint64_t k = bpt_key_clamp(key);
+	unsigned int i;
+
+	if (!t->root)
+		return NULL;
+	nd = bpt_leaf_for(t, k);
+	i = bpt_node_search(nd, k);
+	return nd->keys[i] <= key && key < nd->ends[i] ? nd->vals[i] : NULL;
+}
+
 /* The value of the first entry, or NULL for an empty tree. */
 void *bpt_first(const struct bpt *t);
 
@@ -190,8 +281,8 @@ void *bpt_iter_next(struct bpt_iter *it);
  */
 void bpt_overlap_init(struct bpt_iter *it, const struct bpt *t,
 		      uint64_t start, uint64_t end);
-/* @t is passed again because a leaf entry's end is known only through
- * t->end, and the iterator layout has no room to keep it. */
+/* @t is unused since leaves keep their entries' ends; kept so callers
+ * need not change. */
 void *bpt_overlap_next(struct bpt_iter *it, const struct bpt *t,
 		       uint64_t start, uint64_t end);
 
@@ -204,7 +295,7 @@ enum bpt_check_error {
 	BPT_CHECK_CELL,		/* a used cell holds BPT_KEY_NONE or NULL */
 	BPT_CHECK_ORDER,	/* entries not strictly ascending */
 	BPT_CHECK_SEPARATOR,	/* an inner key is not its child's first key */
-	BPT_CHECK_MAX_END,	/* an inner max_end is not its child's max end */
+	BPT_CHECK_MAX_END,	/* an end is not its entry's end or child's max */
 	BPT_CHECK_TIE,		/* an inner tie is not its child's first tie */
 	BPT_CHECK_COUNT,	/* t->count is not the number of entries */
 };

@@ -76,6 +76,8 @@ struct batch {
 	struct memslot_set *draft[MAX_DRAFTS];	/* reserved headers */
 	unsigned int ndrafts;			/* of which used */
 	struct retire *retire;			/* deferred mode's record */
+	void **bulk;			/* room for the bulk-inserted slots */
+	size_t nbulk;			/* inserts done as one rebuild, or 0 */
 };
 
 static uint32_t allowed_flags(const struct memslot_config *cfg)
@@ -488,8 +490,9 @@ static int alloc_invalid(struct batch *b)
 /*
  * Index nodes every build of this change may take: the INVALID build
  * replaces, the final (or revert) build removes, then inserts, as
- * bpt_nodes_for_inserts() requires.  Builds start from layouts of the
- * same shape, so one bound per build holds.
+ * bpt_nodes_for_inserts() requires, or rebuilds the indexes with the new
+ * slots (bulk).  Builds start from layouts of the same shape, so one bound
+ * per build holds.
  */
 static void count_nodes(const struct batch *b, size_t *leaves,
 			size_t *inners)
@@ -502,9 +505,32 @@ static void count_nodes(const struct batch *b, size_t *leaves,
 	}
 	if (b->any_invalid)
 		set_nodes_for(b->cur, b->nch, 0, 0, 0, leaves, inners);
+	/* New slots (those entering the hva index) come in by a rebuild;
+	 * moves still enter the gfn index one by one. */
+	if (b->nbulk) {
+		gfn_ins -= hva_ins;
+		hva_ins = 0;
+		set_nodes_for_bulk(b->cur, b->nbulk, leaves, inners);
+	}
 	/* A move edits the gfn index twice (out, then in). */
 	set_nodes_for(b->cur, 2 * b->nch, gfn_ins, hva_ins, hva_ins, leaves,
 		      inners);
+}
+
+/* Many new slots: room to sort them for a rebuild of the indexes. */
+static int alloc_bulk(struct batch *b)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < b->nch; i++)
+		k += enters_hva(b->ch[i].kind);
+	if (!set_bulk_pays(b->cur, k))
+		return 0;
+	b->bulk = mem_malloc(&b->vm->alloc, k * sizeof(*b->bulk));
+	if (!b->bulk)
+		return -ENOMEM;
+	b->nbulk = k;
+	return 0;
 }
 
 static size_t id_growth(const struct batch *b)
@@ -576,6 +602,8 @@ static int reserve(struct batch *b)
 		r = alloc_invalid(b);
 	if (!r)
 		r = alloc_drafts(b);
+	if (!r)
+		r = alloc_bulk(b);
 	if (!r) {
 		count_nodes(b, &leaves, &inners);
 		r = bpt_pool_reserve(&b->vm->pool, leaves, inners);
@@ -632,6 +660,8 @@ static void final_removals(struct batch *b, struct memslot_set *set)
  */
 static void edit_final(struct batch *b, struct memslot_set *set)
 {
+	size_t k = 0;
+
 	final_removals(b, set);
 	for (size_t i = 0; i < b->nch; i++) {
 		struct change *c = &b->ch[i];
@@ -640,9 +670,13 @@ static void edit_final(struct batch *b, struct memslot_set *set)
 			set_replace(set, &b->vm->pool, held(c), c->cur);
 		else if (c->kind == MEMSLOT_CHANGE_MOVE)
 			set_move_in(set, &b->vm->pool, held(c), c->cur);
+		else if (c->kind != MEMSLOT_CHANGE_DELETE && b->nbulk)
+			b->bulk[k++] = c->cur;
 		else if (c->kind != MEMSLOT_CHANGE_DELETE)
 			set_insert(set, &b->vm->pool, c->cur);
 	}
+	if (k)
+		set_insert_bulk(set, &b->vm->pool, b->bulk, k);
 }
 
 /* A new layout: the active one, copied on write and edited. */
@@ -966,6 +1000,8 @@ static void batch_end(struct batch *b, size_t n)
 	for (unsigned int i = b->ndrafts; i < MAX_DRAFTS; i++)
 		set_free(&b->vm->alloc, b->draft[i]);
 	retire_free(&b->vm->alloc, b->retire);
+	if (b->bulk)
+		mem_free(&b->vm->alloc, b->bulk, b->nbulk * sizeof(*b->bulk));
 	bpt_pool_trim(&b->vm->pool, POOL_KEEP);
 }
 

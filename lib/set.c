@@ -2,6 +2,7 @@
 /* One published layout: gfn, hva and id indexes, last-used cache. */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "set.h"
@@ -9,6 +10,18 @@
 static uint64_t hva_end_of(const void *val)
 {
 	return slot_hva_end(val);
+}
+
+/* The gfn and id indexes keep each entry's end in their leaves, so that a
+ * lookup decides hit or miss without reading the slot object. */
+static uint64_t gfn_end_of(const void *val)
+{
+	return slot_end_gfn(val);
+}
+
+static uint64_t id_end_of(const void *val)
+{
+	return (uint64_t)((const struct memslot_slot *)val)->id + 1;
 }
 
 /* Every index orders equal keys by slot id (only the hva index has equal
@@ -32,9 +45,9 @@ struct memslot_set *set_new_empty(struct mem_alloc *alloc, unsigned int as_id)
 		return NULL;
 	atomic_init(&s->generation, as_id);
 	atomic_init(&s->last_used, NULL);
-	bpt_init(&s->gfn, NULL);
+	bpt_init(&s->gfn, gfn_end_of);
 	bpt_init(&s->hva, hva_end_of);
-	bpt_init(&s->ids, NULL);
+	bpt_init(&s->ids, id_end_of);
 	s->gfn.tie = id_of;
 	s->hva.tie = id_of;
 	s->ids.tie = id_of;
@@ -131,6 +144,87 @@ void set_nodes_for(const struct memslot_set *s, size_t edits,
 	bpt_nodes_for_inserts(&s->gfn, gfn_inserts, leaves, inners);
 	bpt_nodes_for_inserts(&s->hva, hva_inserts, leaves, inners);
 	bpt_nodes_for_inserts(&s->ids, id_inserts, leaves, inners);
+}
+
+/* ---- bulk inserts ---------------------------------------------------- */
+
+/* Fewer inserts than this go one by one; a rebuild also costs O(n), so it
+ * pays only when the inserts are at least 1/16 of the layout. */
+#define SET_BULK_MIN 32
+
+static const struct memslot_slot *slot_at(const void *p)
+{
+	return *(void *const *)p;
+}
+
+static int cmp_u64(uint64_t a, uint64_t b)
+{
+	return (a > b) - (a < b);
+}
+
+static int by_gfn(const void *a, const void *b)
+{
+	return cmp_u64(slot_at(a)->base_gfn, slot_at(b)->base_gfn);
+}
+
+static int by_hva(const void *a, const void *b)
+{
+	int c = cmp_u64(slot_at(a)->hva, slot_at(b)->hva);
+
+	return c ? c : cmp_u64(slot_at(a)->id, slot_at(b)->id);
+}
+
+static int by_id(const void *a, const void *b)
+{
+	return cmp_u64(slot_at(a)->id, slot_at(b)->id);
+}
+
+static uint64_t gfn_key(const void *val)
+{
+	return ((const struct memslot_slot *)val)->base_gfn;
+}
+
+static uint64_t hva_key(const void *val)
+{
+	return ((const struct memslot_slot *)val)->hva;
+}
+
+bool set_bulk_pays(const struct memslot_set *s, size_t k)
+{
+	return k >= SET_BULK_MIN && k >= s->gfn.count / 16;
+}
+
+void set_nodes_for_bulk(const struct memslot_set *s, size_t k,
+			size_t *leaves, size_t *inners)
+{
+	bpt_nodes_for_build(s->gfn.count + k, leaves, inners);
+	bpt_nodes_for_build(s->hva.count + k, leaves, inners);
+	bpt_nodes_for_build(s->ids.count + k, leaves, inners);
+}
+
+/* Requests usually come in gfn or id order: a check is O(k). */
+static void sort_slots(void **slots, size_t k,
+		       int (*cmp)(const void *, const void *))
+{
+	for (size_t i = 1; i < k; i++) {
+		if (cmp(&slots[i - 1], &slots[i]) > 0) {
+			qsort(slots, k, sizeof(*slots), cmp);
+			return;
+		}
+	}
+}
+
+/* The hva order last: it is the one least likely to be the request
+ * order, so the other two may need no sort. */
+void set_insert_bulk(struct memslot_set *s, struct bpt_pool *pool,
+		     void **slots, size_t k)
+{
+	sort_slots(slots, k, by_gfn);
+	bpt_build_merge(&s->gfn, pool, slots, k, gfn_key);
+	sort_slots(slots, k, by_id);
+	bpt_build_merge(&s->ids, pool, slots, k, id_of);
+	sort_slots(slots, k, by_hva);
+	bpt_build_merge(&s->hva, pool, slots, k, hva_key);
 }
 
 struct memslot_slot *set_search_approx(const struct memslot_set *s,

@@ -215,7 +215,7 @@ static struct memslot_region reg(unsigned int as_id, uint32_t id,
 struct scenario {
 	const char *name;
 	unsigned int nslots;		/* setup: slots 0..nslots-1 in AS 0 */
-	struct memslot_region req[4];	/* the operation */
+	struct memslot_region req[40];	/* the operation */
 	size_t nreq;			/* 1: memslot_set_region */
 	bool internal;
 	bool deferred;			/* memslot_set_regions_deferred */
@@ -492,6 +492,31 @@ static void test_listener_register(void **state)
 	assert_int_equal(failer.live, 0);
 }
 
+/* Transactions with enough creates that the indexes are rebuilt in bulk
+ * (set_bulk_pays()), alone and mixed with a delete, a move and a flags
+ * change that edit the same indexes first. */
+static void test_bulk_transactions(void **state)
+{
+	struct scenario plain = { "txn bulk 36 creates", 3, .nreq = 36,
+				  .want = MEMSLOT_RULE_OK };
+	struct scenario mixed = { "txn bulk mixed", 3, .nreq = 37,
+				  .want = MEMSLOT_RULE_OK };
+
+	(void)state;
+	for (uint32_t i = 0; i < 36; i++)
+		plain.req[i] = reg(0, 10 + i, i % 3 ? 0 :
+				   MEMSLOT_MEM_LOG_DIRTY_PAGES,
+				   100 + 4ull * i, 4, 3000 + 4ull * (i % 5));
+	mixed.req[0] = reg(0, 0, 0, 0, 0, 0);
+	mixed.req[1] = reg(0, 1, 0, 900, 4, 1008);
+	mixed.req[2] = reg(0, 2, 0, 16, 4, 1016);
+	for (uint32_t i = 0; i < 34; i++)
+		mixed.req[3 + i] = reg(0, 10 + i, 0, 100 + 4ull * i, 4,
+				       3000 + 4ull * i);
+	run_scenario(&plain);
+	run_scenario(&mixed);
+}
+
 /* Creates and deletes where the B+ trees (gfn, hva and id indexes) split
  * or merge (16 keys per node: 16/17, 256/257) and the id map grows. */
 static void test_growth_points(void **state)
@@ -617,6 +642,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_single_ops, reset),
 		cmocka_unit_test_setup(test_transactions, reset),
+		cmocka_unit_test_setup(test_bulk_transactions, reset),
 		cmocka_unit_test_setup(test_growth_points, reset),
 		cmocka_unit_test_setup(test_deferred_ops, reset),
 		cmocka_unit_test_setup(test_listener_register, reset),

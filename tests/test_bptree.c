@@ -644,8 +644,9 @@ static void fill_and_measure(bool augmented, bool ascending)
 	bpt_pool_trim(&h.pool, 0);
 	assert_in_range(count_leaves(&h.t), (n + 15) / 16, 2100);
 	assert_in_range(h.t.depth, 1, 4);
-	/* Under 20 bytes per entry with leaves and inners counted. */
-	assert_true(h.alloc.bytes < 20 * n);
+	/* Full leaves: 25 bytes per entry (key, value, end), under 28
+	 * with inners counted. */
+	assert_true(h.alloc.bytes < 28 * n);
 	h_fini(&h);
 }
 
@@ -682,6 +683,88 @@ static void merge_pair(struct harness *h, bool first_left)
 	while (h->nref)
 		h_remove(h, 0);
 }
+
+/* ---- bulk build -------------------------------------------------------- */
+
+static uint64_t item_key(const void *val)
+{
+	return ((const struct item *)val)->key;
+}
+
+static int item_cmp(const void *a, const void *b)
+{
+	const struct item *x = *(void *const *)a, *y = *(void *const *)b;
+
+	return ref_lt(x, y) ? -1 : ref_lt(y, x);
+}
+
+/*
+ * Merge @k new entries into a published tree of @n: the old tree stays
+ * whole, the new one is right with full leaves, takes exactly
+ * bpt_nodes_for_build() nodes, and later edits keep their node bounds.
+ */
+static void bulk_round(bool augmented, size_t n, size_t k, uint64_t nkeys)
+{
+	size_t leaves = 0, inners = 0;
+	struct snapshot sn;
+	struct harness h;
+	void **vals = calloc(k + 1, sizeof(*vals));
+
+	assert_non_null(vals);
+	h_init(&h, augmented, 2 * (n + k) + 64, 71 + n + k);
+	h.nkeys = nkeys;
+	h.max_len = 64;
+	for (size_t i = 0; i < n; i++)
+		h_insert(&h, random_key(&h));
+	snap_take(&h, &sn);
+	bpt_pool_new_epoch(&h.pool);
+	for (size_t i = 0; i < k; i++) {
+		struct item *it = free_item(&h);
+
+		it->key = random_key(&h);
+		it->tie = ++h.next_tie;
+		it->end = random_end(&h, it->key);
+		it->pinned = true;	/* not picked twice */
+		vals[i] = it;
+	}
+	qsort(vals, k, sizeof(*vals), item_cmp);
+	bpt_nodes_for_build(n + k, &leaves, &inners);
+	bpt_pool_trim(&h.pool, 0);
+	assert_int_equal(bpt_pool_reserve(&h.pool, leaves, inners), 0);
+	bpt_build_merge(&h.t, &h.pool, vals, k, item_key);
+	assert_int_equal(h.pool.nleaves + h.pool.ninners, 0);
+	for (size_t i = 0; i < k; i++) {
+		((struct item *)vals[i])->pinned = false;
+		ref_insert(&h, vals[i]);
+	}
+	check_full(&h);
+	assert_int_equal(count_leaves(&h.t), (n + k + 15) / 16);
+	snap_check(&sn);
+	bpt_pool_reclaim(&h.pool);
+	snap_drop(&sn);
+	h.cow = true;
+	for (int s = 0; s < 200; s++)
+		random_step(&h, n + k);
+	check_full(&h);
+	free(vals);
+	h_fini(&h);
+}
+
+static void test_bulk_merge(void **state)
+{
+	static const size_t cases[][2] = {
+		{ 0, 0 }, { 0, 1 }, { 0, 16 }, { 0, 17 }, { 0, 4097 },
+		{ 3, 40 }, { 100, 300 }, { 1000, 64 }, { 4000, 5000 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		bulk_round(false, cases[i][0], cases[i][1], 1u << 20);
+		bulk_round(true, cases[i][0], cases[i][1], 1u << 20);
+		bulk_round(true, cases[i][0], cases[i][1], 40);	/* equal keys */
+	}
+}
+
 
 /* Removing from two neighbouring leaves until they fit in one merges them,
  * and random removals from a big tree leave no long tail of sparse nodes. */
@@ -864,9 +947,10 @@ static void test_check_detects(void **state)
 	expect_broken(&h, &leaf->keys[0], BPT_KEY_NONE, BPT_CHECK_CELL);
 	expect_broken(&h, &root->node.keys[1], root->node.keys[1] + 1,
 		      BPT_CHECK_SEPARATOR);
-	expect_broken(&h, &root->max_end[0], root->max_end[0] + 1,
+	expect_broken(&h, &root->node.ends[0], root->node.ends[0] + 1,
 		      BPT_CHECK_MAX_END);
-	expect_broken(&h, &root->max_end[root->node.n], 1, BPT_CHECK_PAD);
+	expect_broken(&h, &root->node.ends[root->node.n], 1, BPT_CHECK_PAD);
+	expect_broken(&h, &leaf->ends[0], leaf->ends[0] + 1, BPT_CHECK_MAX_END);
 	h.t.count++;
 	assert_int_equal(bpt_check(&h.t), -BPT_CHECK_COUNT);
 	h.t.count--;
@@ -895,6 +979,7 @@ int main(void)
 		cmocka_unit_test(test_fill_ascending),
 		cmocka_unit_test(test_fill_descending),
 		cmocka_unit_test(test_remove_merges),
+		cmocka_unit_test(test_bulk_merge),
 		cmocka_unit_test(test_pool_enomem),
 		cmocka_unit_test(test_clear_returns_nodes),
 		cmocka_unit_test(test_check_detects),
