@@ -264,6 +264,16 @@ struct bpt_node *bpt_pool_detach_retired(struct bpt_pool *pool)
 	return list;
 }
 
+void bpt_pool_adopt(struct bpt_pool *pool, struct bpt_node *list)
+{
+	struct bpt_node *nd;
+
+	while ((nd = list)) {
+		list = nd->retired;
+		pool_push(pool, nd);
+	}
+}
+
 void bpt_retired_free(struct mem_alloc *alloc, struct bpt_node *list)
 {
 	struct bpt_node *nd;

@@ -137,6 +137,9 @@ void bpt_pool_reclaim(struct bpt_pool *pool);
 struct bpt_node *bpt_pool_detach_retired(struct bpt_pool *pool);
 /* Free a detached retired list through @alloc. */
 void bpt_retired_free(struct mem_alloc *alloc, struct bpt_node *list);
+/* Take the nodes of a detached retired list, whose grace period is over,
+ * into @pool as spares. */
+void bpt_pool_adopt(struct bpt_pool *pool, struct bpt_node *list);
 
 /*
  * Add to *@leaves and *@inners how many published nodes of @t @ops edits

@@ -2,6 +2,7 @@
 /* The reclaim thread of deferred changes; see reclaim.h. */
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "reclaim.h"
 #include "vm.h"
@@ -38,9 +39,13 @@ uint64_t reclaim_queue(struct reclaim *rc, struct retire *r)
 	pthread_mutex_lock(&rc->lock);
 	ticket = r->ticket = ++rc->issued;
 	r->next = NULL;
+	/* Wake the thread for the first record only: it gathers more for a
+	 * while (take_all()), so a burst of changes costs the writers one
+	 * wake-up, not one each. */
+	if (!rc->head || rc->waiters)
+		pthread_cond_signal(&rc->work);
 	*rc->tail = r;
 	rc->tail = &r->next;
-	pthread_cond_signal(&rc->work);
 	pthread_mutex_unlock(&rc->lock);
 	/* @r may be freed by now: the reclaim thread owns it. */
 	return ticket;
@@ -64,10 +69,42 @@ static void call_hooks(struct memslot_vm *vm, struct retire *list)
 	vm_writer_unlock(vm);
 }
 
+/* Most nodes a VM keeps for recycling; beyond, they are freed. */
+#define RETURNED_MAX 4096
+
+/* Hand @list's nodes back for the writer's pool, or free them. */
+static void return_nodes(struct memslot_vm *vm, struct bpt_node *list)
+{
+	struct reclaim *rc = &vm->reclaim;
+	struct bpt_node *nd;
+
+	pthread_mutex_lock(&rc->lock);
+	while ((nd = list) && rc->nreturned < RETURNED_MAX) {
+		list = nd->retired;
+		nd->retired = rc->returned;
+		rc->returned = nd;
+		rc->nreturned++;
+	}
+	pthread_mutex_unlock(&rc->lock);
+	bpt_retired_free(&vm->alloc, list);
+}
+
+void reclaim_recycle(struct reclaim *rc, struct bpt_pool *pool)
+{
+	struct bpt_node *list;
+
+	pthread_mutex_lock(&rc->lock);
+	list = rc->returned;
+	rc->returned = NULL;
+	rc->nreturned = 0;
+	pthread_mutex_unlock(&rc->lock);
+	bpt_pool_adopt(pool, list);
+}
+
 /* The memory of @r, which no reader and no hook can reach any more. */
 static void free_one(struct memslot_vm *vm, struct retire *r)
 {
-	bpt_retired_free(&vm->alloc, r->nodes);
+	return_nodes(vm, r->nodes);
 	for (size_t i = 0; i < r->nslots; i++) {
 		if (r->slots[i].free_dirty)
 			dirty_free(&vm->alloc, r->slots[i].slot);
@@ -75,6 +112,25 @@ static void free_one(struct memslot_vm *vm, struct retire *r)
 	}
 	set_free(&vm->alloc, r->set);
 	retire_free(&vm->alloc, r);
+}
+
+/* How long the thread gathers records after the first, unless someone
+ * waits for one: one grace period then covers them all. */
+#define GATHER_NS 1000000L
+
+static void gather(struct reclaim *rc)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += GATHER_NS;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_nsec -= 1000000000L;
+		until.tv_sec++;
+	}
+	while (!rc->stop && !rc->waiters &&
+	       pthread_cond_timedwait(&rc->work, &rc->lock, &until) == 0)
+		;
 }
 
 /* Wait for queued records (NULL once asked to stop with none left). */
@@ -85,6 +141,7 @@ static struct retire *take_all(struct reclaim *rc)
 	pthread_mutex_lock(&rc->lock);
 	while (!rc->head && !rc->stop)
 		pthread_cond_wait(&rc->work, &rc->lock);
+	gather(rc);
 	list = rc->head;
 	rc->head = NULL;
 	rc->tail = &rc->head;
@@ -144,6 +201,9 @@ void reclaim_stop(struct memslot_vm *vm)
 	pthread_join(rc->thread, NULL);
 	rc->running = false;
 	rc->stop = false;
+	bpt_retired_free(&vm->alloc, rc->returned);
+	rc->returned = NULL;
+	rc->nreturned = 0;
 }
 
 int reclaim_wait(struct reclaim *rc, uint64_t ticket)
@@ -153,8 +213,12 @@ int reclaim_wait(struct reclaim *rc, uint64_t ticket)
 	pthread_mutex_lock(&rc->lock);
 	if (ticket > rc->issued)
 		r = -EINVAL;
+	/* A waiter cuts the gathering short. */
+	rc->waiters++;
+	pthread_cond_signal(&rc->work);
 	while (!r && rc->completed < ticket)
 		pthread_cond_wait(&rc->done, &rc->lock);
+	rc->waiters--;
 	pthread_mutex_unlock(&rc->lock);
 	return r;
 }

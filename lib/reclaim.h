@@ -48,6 +48,12 @@ struct reclaim {
 	struct retire **tail;
 	uint64_t issued;
 	uint64_t completed;
+	unsigned int waiters;		/* threads in reclaim_wait() */
+	/* Retired index nodes whose grace period is over, for the writer's
+	 * pool to take back (recycling them keeps the writer and this thread
+	 * out of the allocator in steady state). */
+	struct bpt_node *returned;
+	size_t nreturned;
 };
 
 struct memslot_vm;
@@ -66,5 +72,7 @@ uint64_t reclaim_queue(struct reclaim *rc, struct retire *r);
 /* Wait until @ticket completed.  Return: 0 or -EINVAL (never issued). */
 int reclaim_wait(struct reclaim *rc, uint64_t ticket);
 uint64_t reclaim_completed(struct reclaim *rc);
+/* Context: writer lock held.  Move the returned nodes into @pool. */
+void reclaim_recycle(struct reclaim *rc, struct bpt_pool *pool);
 
 #endif

@@ -606,6 +606,8 @@ static int reserve(struct batch *b)
 		r = alloc_bulk(b);
 	if (!r) {
 		count_nodes(b, &leaves, &inners);
+		/* Nodes deferred changes retired come back first. */
+		reclaim_recycle(&b->vm->reclaim, &b->vm->pool);
 		r = bpt_pool_reserve(&b->vm->pool, leaves, inners);
 	}
 	if (!r)
