@@ -19,6 +19,7 @@
 #include <memslot/access.h>
 
 #include "dirty.h"
+#include "vcpu.h"
 #include "vm.h"
 
 enum walk_op { WALK_READ, WALK_WRITE, WALK_MARK };
@@ -339,7 +340,10 @@ vcpu_one_page(struct memslot_vcpu *vcpu, const struct memslot_view *view,
 	/* Unsigned: len 0 wraps and takes the walk, which touches nothing. */
 	if ((uint64_t)len - 1 >= (1ull << shift) - in_page)
 		return NULL;
-	slot = memslot_vcpu_view_gfn_to_slot(vcpu, view, gfn);
+	/* The cache hit inline; a miss (or another layout) takes the call. */
+	slot = vcpu_hit(vcpu, (const struct memslot_set *)view, gfn);
+	if (!slot)
+		slot = memslot_vcpu_view_gfn_to_slot(vcpu, view, gfn);
 	if (!slot || (slot->flags & bad))
 		return NULL;
 	/* The slot contains @gfn (a lookup found it); clamp all the same. */
@@ -391,7 +395,7 @@ int memslot_vcpu_view_read(struct memslot_vcpu *vcpu,
 			   const struct memslot_view *view, uint64_t gpa,
 			   void *buf, size_t len, size_t *done)
 {
-	unsigned int shift = memslot_vcpu_vm(vcpu)->page_shift;
+	unsigned int shift = vcpu->page_shift;
 	uint64_t hva;
 
 	if (!vcpu_one_page(vcpu, view, shift, gpa, len, false, &hva))
@@ -408,7 +412,7 @@ int memslot_vcpu_view_write(struct memslot_vcpu *vcpu,
 			    const void *buf, size_t len, unsigned int flags,
 			    size_t *done)
 {
-	unsigned int shift = memslot_vcpu_vm(vcpu)->page_shift;
+	unsigned int shift = vcpu->page_shift;
 	const struct memslot_slot *slot;
 	uint64_t hva;
 

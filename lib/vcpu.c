@@ -7,17 +7,8 @@
  */
 #include <errno.h>
 
+#include "vcpu.h"
 #include "vm.h"
-
-/* The VM's active-set array and its size are copied in, so a hit needs no
- * load of the VM object. */
-struct memslot_vcpu {
-	const struct memslot_slot *slot;
-	uint64_t gen;
-	struct memslot_set *_Atomic *active;
-	unsigned int nr_as;
-	struct memslot_vm *vm;
-};
 
 int memslot_vcpu_create(struct memslot_vm *vm, struct memslot_vcpu **out)
 {
@@ -31,6 +22,7 @@ int memslot_vcpu_create(struct memslot_vm *vm, struct memslot_vcpu **out)
 	v->vm = vm;
 	v->active = vm->active;
 	v->nr_as = vm->nr_as;
+	v->page_shift = vm->page_shift;
 	/* No real generation has bit 63 without a swap in flight, and a
 	 * cache is dropped on any mismatch, so this never matches. */
 	v->gen = UINT64_MAX;
