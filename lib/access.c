@@ -63,24 +63,12 @@ static int range_check(uint64_t gpa, size_t len)
 	return gpa + (uint64_t)len <= gpa ? -EINVAL : 0;
 }
 
-/*
- * A view knows its slots but not the VM's page size, which every slot
- * shares: take it from the set-wide cached slot (the lookup that follows
- * loads it anyway) or else from the lowest slot.  An empty view holds no
- * memory, so an access to it stops at a hole.
- */
+/* The VM's page size, which every slot shares; the layout keeps a copy
+ * so that an access needs no slot to learn it. */
 static int view_page_shift(const struct memslot_view *view,
 			   unsigned int *shift)
 {
-	const struct memslot_set *set = (const struct memslot_set *)view;
-	const struct memslot_slot *slot;
-
-	slot = atomic_load_explicit(&set->last_used, memory_order_relaxed);
-	if (!slot)
-		slot = memslot_view_search(view, 0, true);
-	if (!slot)
-		return -EFAULT;
-	*shift = slot->page_shift;
+	*shift = ((const struct memslot_set *)view)->page_shift;
 	return 0;
 }
 

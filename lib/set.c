@@ -37,7 +37,8 @@ struct memslot_set *set_alloc(struct mem_alloc *alloc)
 	return mem_malloc(alloc, sizeof(struct memslot_set));
 }
 
-struct memslot_set *set_new_empty(struct mem_alloc *alloc, unsigned int as_id)
+struct memslot_set *set_new_empty(struct mem_alloc *alloc, unsigned int as_id,
+				  unsigned int page_shift)
 {
 	struct memslot_set *s = mem_zalloc(alloc, sizeof(*s));
 
@@ -52,6 +53,7 @@ struct memslot_set *set_new_empty(struct mem_alloc *alloc, unsigned int as_id)
 	s->hva.tie = id_of;
 	s->ids.tie = id_of;
 	s->as_id = as_id;
+	s->page_shift = page_shift;
 	return s;
 }
 
@@ -67,6 +69,7 @@ void set_copy(struct memslot_set *dst, const struct memslot_set *src)
 	dst->hva = src->hva;
 	dst->ids = src->ids;
 	dst->as_id = src->as_id;
+	dst->page_shift = src->page_shift;
 	atomic_init(&dst->generation,
 		    atomic_load_explicit(&src->generation, memory_order_relaxed));
 	atomic_init(&dst->last_used,

@@ -36,6 +36,7 @@ struct memslot_set {
 	struct bpt hva;		/* key: hva; augmented with the hva end */
 	struct bpt ids;		/* key: slot id; end: id + 1 */
 	unsigned int as_id;
+	unsigned int page_shift;	/* the VM's, for readers holding a view */
 	/*
 	 * The set-wide last-used cache, stored to by readers (never RMW).
 	 * Alone on its cache line: a store from one CPU must not evict the
@@ -49,7 +50,8 @@ struct memslot_set {
 };
 
 /* An empty layout for address space @as_id, or NULL. */
-struct memslot_set *set_new_empty(struct mem_alloc *alloc, unsigned int as_id);
+struct memslot_set *set_new_empty(struct mem_alloc *alloc, unsigned int as_id,
+				  unsigned int page_shift);
 /* Frees the header only (the trees' nodes belong to the pool). */
 void set_free(struct mem_alloc *alloc, struct memslot_set *s);
 /* Make @dst (from set_alloc) a copy of @src that shares its trees; the

@@ -7,7 +7,7 @@
 
 static int as_init(struct memslot_vm *vm, unsigned int as_id)
 {
-	struct memslot_set *set = set_new_empty(&vm->alloc, as_id);
+	struct memslot_set *set = set_new_empty(&vm->alloc, as_id, vm->page_shift);
 
 	if (!set)
 		return -ENOMEM;
