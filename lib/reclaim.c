@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The reclaim thread of deferred changes; see reclaim.h. */
+/* clock_gettime() under -std=c11 */
+#define _POSIX_C_SOURCE 200809L
+
 #include <errno.h>
 #include <string.h>
 #include <time.h>
