@@ -33,6 +33,7 @@ constexpr uint64_t kPage = 4096;
 constexpr int kReaders = 8;
 constexpr int kLookupsPerSection = 64;
 constexpr int kChanges = 4000;
+constexpr int kWriterSlots = 32764;
 
 memslot_region one_page(uint32_t id, uint64_t gfn)
 {
@@ -140,17 +141,16 @@ void bm_writer_latency(benchmark::State &st, int n, bool deferred)
 
 void register_writer_latency()
 {
-	const int n = 32764;
-
 	for (bool deferred : {false, true}) {
 		std::string name = std::string("memslots/writer_latency/") +
 				   (deferred ? "deferred" : "blocking") + "/" +
-				   std::to_string(n);
+				   std::to_string(kWriterSlots);
 
 		benchmark::RegisterBenchmark(name.c_str(),
-					     [n, deferred](benchmark::State &st) {
-						     bm_writer_latency(st, n,
-								       deferred);
+					     [deferred](benchmark::State &st) {
+						     bm_writer_latency(
+							     st, kWriterSlots,
+							     deferred);
 					     })
 			->Iterations(kChanges)
 			->UseManualTime()
