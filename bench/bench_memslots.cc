@@ -51,6 +51,7 @@
 #include <memslot/memslot.h>
 
 #include "baselines.h"
+#include "bench_dirty_peer.h"
 #include "bench_writer.h"
 #ifdef MEMSLOT_BENCH_VMM
 #include "vm-memory/vmmem.h"
@@ -1961,6 +1962,7 @@ int main(int argc, char **argv)
 	mallopt(M_TRIM_THRESHOLD, 512 << 20);
 	register_all();
 	register_writer_latency();
+	register_dirty_peer();
 	benchmark::Initialize(&nargs, args.data());
 	if (benchmark::ReportUnrecognizedArguments(nargs, args.data()))
 		return 1;

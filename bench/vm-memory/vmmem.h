@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vmmem.h - C interface to rust-vmm vm-memory's GuestMemoryMmap, for the
- * benchmarks only (bench/vm-memory/src/lib.rs implements it).
+ * vmmem.h - C interface to rust-vmm vm-memory's GuestMemoryMmap and
+ * AtomicBitmap, for the benchmarks only (bench/vm-memory/src/lib.rs
+ * implements it).
  *
  * A vmmem holds one GuestMemoryMmap whose regions are anonymous mmaps, as
  * GuestMemoryMmap::from_ranges makes them for Firecracker and
@@ -74,6 +75,70 @@ const void *vmmem_region(const struct vmmem *m, size_t i);
  * Return: GuestMemoryRegion::start_addr() of @region.
  */
 uint64_t vmmem_region_start(const void *region);
+
+/*
+ * A vmmem_bitmap is vm-memory's AtomicBitmap (feature backend-bitmap), the
+ * dirty bitmap Firecracker gives each guest memory region: one bit per
+ * page, bit i of word i / 64 for page i, set with an atomic OR.
+ */
+struct vmmem_bitmap;
+
+/*
+ * vmmem_bitmap_create() - AtomicBitmap::new(@pages * @page_size, @page_size)
+ * @pages: pages the bitmap covers
+ * @page_size: bytes per page, not 0
+ *
+ * Context: any thread.  Rust aborts the process if the allocation fails.
+ * Return: the bitmap, all clear, or NULL for @page_size 0 or a byte size
+ * that does not fit in usize.
+ */
+struct vmmem_bitmap *vmmem_bitmap_create(uint64_t pages, uint64_t page_size);
+
+/*
+ * vmmem_bitmap_destroy() - drop the bitmap
+ * @b: bitmap from vmmem_bitmap_create(), or NULL
+ *
+ * Context: no other thread may use @b.
+ */
+void vmmem_bitmap_destroy(struct vmmem_bitmap *b);
+
+/*
+ * vmmem_bitmap_pages() - AtomicBitmap::len(): the pages @b covers
+ * @b: bitmap from vmmem_bitmap_create()
+ *
+ * Return: the number of pages.
+ */
+uint64_t vmmem_bitmap_pages(const struct vmmem_bitmap *b);
+
+/*
+ * vmmem_bitmap_mark() - Bitmap::mark_dirty(@offset, @len)
+ * @b: bitmap from vmmem_bitmap_create()
+ * @offset: byte offset of the write in the region
+ * @len: bytes written; 0 marks nothing
+ *
+ * Marks every page that [@offset, @offset + @len) touches, one atomic OR
+ * per page (AtomicBitmap::set_addr_range); pages past the end are ignored.
+ * This is the call vm-memory makes for each write to guest memory.
+ * Context: any thread, concurrently with other marks and harvests.
+ */
+void vmmem_bitmap_mark(const struct vmmem_bitmap *b, uint64_t offset,
+		       uint64_t len);
+
+/*
+ * vmmem_bitmap_get_and_reset() - AtomicBitmap::get_and_reset() into @out
+ * @b: bitmap from vmmem_bitmap_create()
+ * @out: receives the first min(@nwords, return value) words
+ * @nwords: words @out holds
+ *
+ * The crate swaps every word with 0 (one atomic RMW per word, clean or
+ * not) into a new Vec<u64>; this copies that Vec into @out and drops it.
+ * The Vec has pages / 64 + 1 words; words past (pages + 63) / 64 are
+ * always 0, so @out may be that much shorter without losing a mark.
+ * Context: any thread; a concurrent mark lands in this harvest or the next.
+ * Return: the number of words the crate returned.
+ */
+size_t vmmem_bitmap_get_and_reset(const struct vmmem_bitmap *b, uint64_t *out,
+				  size_t nwords);
 
 #ifdef __cplusplus
 }

@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: MIT
 //
-// C interface to vm-memory's GuestMemoryMmap for libmemslot's benchmarks;
-// vmmem.h documents each function.  Lookups call vm-memory's own
-// GuestMemory::find_region: nothing here reimplements it.
+// C interface to vm-memory's GuestMemoryMmap and AtomicBitmap for
+// libmemslot's benchmarks; vmmem.h documents each function.  Lookups call
+// vm-memory's own GuestMemory::find_region, and the dirty bitmap functions
+// its own AtomicBitmap methods: nothing here reimplements them.
 
 use std::os::raw::c_void;
 use std::ptr;
 use std::slice;
 
+use vm_memory::bitmap::{AtomicBitmap, Bitmap};
 use vm_memory::{GuestAddress, GuestMemory, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap};
 
 /// One (gpa, size) region, laid out as struct vmmem_range.
@@ -95,4 +97,67 @@ pub unsafe extern "C" fn vmmem_region_start(region: *const c_void) -> u64 {
     let region = &*(region as *const GuestRegionMmap);
 
     region.start_addr().0
+}
+
+// ---- dirty bitmap: vm-memory's AtomicBitmap ---------------------------
+
+// Offsets beyond usize cannot be in the bitmap; the crate ignores bits at
+// or past its end, so saturating keeps that meaning on 32-bit hosts.
+fn to_usize(x: u64) -> usize {
+    usize::try_from(x).unwrap_or(usize::MAX)
+}
+
+#[no_mangle]
+pub extern "C" fn vmmem_bitmap_create(pages: u64, page_size: u64) -> *mut AtomicBitmap {
+    let (Ok(pages), Ok(page_size)) = (usize::try_from(pages), usize::try_from(page_size)) else {
+        return ptr::null_mut();
+    };
+    // AtomicBitmap::new divides by the page size.
+    let Some(bytes) = pages.checked_mul(page_size).filter(|_| page_size != 0) else {
+        return ptr::null_mut();
+    };
+    Box::into_raw(Box::new(AtomicBitmap::new(bytes, page_size)))
+}
+
+/// # Safety
+/// `b` comes from vmmem_bitmap_create() and is not used again, or is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn vmmem_bitmap_destroy(b: *mut AtomicBitmap) {
+    if !b.is_null() {
+        drop(Box::from_raw(b));
+    }
+}
+
+/// # Safety
+/// `b` comes from vmmem_bitmap_create() and was not destroyed.
+#[no_mangle]
+pub unsafe extern "C" fn vmmem_bitmap_pages(b: *const AtomicBitmap) -> u64 {
+    (*b).len() as u64
+}
+
+/// # Safety
+/// `b` comes from vmmem_bitmap_create() and was not destroyed.
+#[no_mangle]
+pub unsafe extern "C" fn vmmem_bitmap_mark(b: *const AtomicBitmap, offset: u64, len: u64) {
+    // The Bitmap trait's entry point, through which vm-memory's own
+    // writes to guest memory mark pages (it calls set_addr_range).
+    (*b).mark_dirty(to_usize(offset), to_usize(len));
+}
+
+/// # Safety
+/// `b` comes from vmmem_bitmap_create() and was not destroyed; `out`
+/// points to `nwords` writable words (or `nwords` is 0).
+#[no_mangle]
+pub unsafe extern "C" fn vmmem_bitmap_get_and_reset(
+    b: *const AtomicBitmap,
+    out: *mut u64,
+    nwords: usize,
+) -> usize {
+    let words = (*b).get_and_reset();
+    let n = words.len().min(nwords);
+
+    if n > 0 {
+        slice::from_raw_parts_mut(out, n).copy_from_slice(&words[..n]);
+    }
+    words.len()
 }
