@@ -1531,7 +1531,12 @@ void bm_cow_storm(benchmark::State &st, int n, bool prefetch)
 // dirty_harvest: one logging slot of <pages> pages filled dense (every page)
 // or sparse1pct (1% of pages, random), harvested with
 // memslot_get_dirty_log(); counter memcpy_ns is a memcpy of the same number
-// of bytes, x_memcpy the ratio.
+// of bytes, x_memcpy the ratio, and memset_ns a memset of the output
+// buffer alone: a GET writes every byte of it, so no harvest, however
+// sparse, can beat that.  dirty_harvest_reader/<mode>/<pages>: the same
+// with one registered reader thread entering and leaving read sections
+// meanwhile, as a VMM's vCPU threads do, so the grace period a harvest
+// may wait for is a real one (with no registered reader it is free).
 
 constexpr uint64_t kDirtyPages = 16384;
 
@@ -1653,15 +1658,30 @@ void bm_dirty_iter(benchmark::State &st, MarkVia via)
 	st.counters["ops"] = (double)(kVcpus * kDirtyPages);
 }
 
-void bm_dirty_harvest(benchmark::State &st, bool dense, uint64_t pages)
+// A vCPU-like reader: short read sections until @stop.
+void dirty_reader(memslot_vm *vm, const std::atomic<bool> &stop)
 {
+	memslot_thread_register(vm);
+	while (!stop.load(std::memory_order_relaxed)) {
+		memslot_read_lock(vm);
+		benchmark::DoNotOptimize(memslot_gfn_to_slot(vm, 0, 16));
+		memslot_read_unlock(vm);
+	}
+	memslot_thread_unregister(vm);
+}
+
+void bm_dirty_harvest(benchmark::State &st, bool dense, uint64_t pages,
+		      bool reader)
+{
+	std::atomic<bool> stop{false};
+	std::thread th;
 	memslot_config cfg;
 	memslot_vm *vm;
 	memslot_region r = {};
 	uint64_t words = pages / 64, expect = 0;
 	std::vector<uint64_t> fill(words), out(words), copy(words);
 	std::mt19937_64 rng(7);
-	double memcpy_s = 0;
+	double memcpy_s = 0, memset_s = 0, harvest_s = 0;
 	bool ok = true;
 
 	for (uint64_t p = 0; p < pages; p++)
@@ -1674,6 +1694,8 @@ void bm_dirty_harvest(benchmark::State &st, bool dense, uint64_t pages)
 	r.userspace_addr = kHvaBase;
 	if (memslot_vm_create(&cfg, &vm) || memslot_set_region(vm, &r, nullptr))
 		abort();
+	if (reader)
+		th = std::thread(dirty_reader, vm, std::cref(stop));
 	for (auto _ : st) {
 		ok &= memslot_dirty_merge(vm, 0, fill.data()) == 0;
 		auto t0 = std::chrono::steady_clock::now();
@@ -1682,17 +1704,43 @@ void bm_dirty_harvest(benchmark::State &st, bool dense, uint64_t pages)
 		memcpy(copy.data(), fill.data(), words * 8);
 		benchmark::DoNotOptimize(copy.data());
 		auto t2 = std::chrono::steady_clock::now();
+		memset(copy.data(), 0, words * 8);
+		benchmark::DoNotOptimize(copy.data());
+		auto t3 = std::chrono::steady_clock::now();
 		st.SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
+		harvest_s += std::chrono::duration<double>(t1 - t0).count();
 		memcpy_s += std::chrono::duration<double>(t2 - t1).count();
+		memset_s += std::chrono::duration<double>(t3 - t2).count();
 		ok &= out[words / 2] == fill[words / 2];
 	}
+	stop = true;
+	if (reader)
+		th.join();
 	memslot_vm_destroy(vm);
 	if (!ok)
 		st.SkipWithError("harvest differs from what was marked");
 	double per = memcpy_s / (double)st.iterations();
 	st.counters["memcpy_ns"] = per * 1e9;
+	st.counters["memset_ns"] = memset_s / (double)st.iterations() * 1e9;
+	st.counters["x_memcpy"] = memcpy_s > 0 ? harvest_s / memcpy_s : 0;
 	st.counters["dirty_pages"] = (double)expect;
 	st.counters["bytes"] = (double)(words * 8);
+}
+
+void add_dirty_harvest(bool reader, bool dense)
+{
+	for (uint64_t pages : { 262144ull, 16777216ull }) {
+		std::string name = std::string("memslots/dirty_harvest") +
+			(reader ? "_reader/" : "/") +
+			(dense ? "dense" : "sparse1pct") + "/" +
+			std::to_string(pages);
+		benchmark::RegisterBenchmark(name.c_str(),
+			[dense, pages, reader](benchmark::State &st) {
+				bm_dirty_harvest(st, dense, pages, reader);
+			})
+			->UseManualTime()
+			->Unit(benchmark::kMicrosecond);
+	}
 }
 
 void add_dirty()
@@ -1706,18 +1754,9 @@ void add_dirty()
 			->Iterations(3)
 			->Unit(benchmark::kMillisecond);
 	}
-	for (bool dense : { true, false })
-		for (uint64_t pages : { 262144ull, 16777216ull }) {
-			std::string name = std::string("memslots/dirty_harvest/") +
-				(dense ? "dense" : "sparse1pct") + "/" +
-				std::to_string(pages);
-			benchmark::RegisterBenchmark(name.c_str(),
-				[dense, pages](benchmark::State &st) {
-					bm_dirty_harvest(st, dense, pages);
-				})
-				->UseManualTime()
-				->Unit(benchmark::kMicrosecond);
-		}
+	for (bool reader : { false, true })
+		for (bool dense : { true, false })
+			add_dirty_harvest(reader, dense);
 }
 
 // ---- registration -----------------------------------------------------

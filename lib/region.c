@@ -482,6 +482,7 @@ static int alloc_invalid(struct batch *b)
 			return -ENOMEM;
 		memcpy(c->invalid, c->old, sizeof(*c->invalid));
 		c->invalid->flags |= MEMSLOT_INVALID;
+		dirty_detach(c->invalid);
 		b->any_invalid = true;
 	}
 	return 0;
@@ -584,7 +585,7 @@ static int alloc_dirty(struct batch *b)
 		if (!c->cur || !(c->cur->flags & MEMSLOT_MEM_LOG_DIRTY_PAGES))
 			continue;
 		if (keep && c->old->dirty)
-			c->cur->dirty = c->old->dirty;
+			dirty_share(c->cur, c->old);
 		else if (dirty_alloc(&b->vm->alloc, c->cur, all_set))
 			return -ENOMEM;
 	}

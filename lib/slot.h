@@ -2,8 +2,9 @@
 /*
  * Private: the slot object.  One object per slot state, shared by every
  * published layout that holds it; never changed while a reader can reach
- * it (a change makes a new object).  The fields lookups read come first so
- * a hit touches one cache line.
+ * it (a change makes a new object; only dirty_live, the bitmap half
+ * marks go to, is switched in place by a harvest).  The fields lookups
+ * read come first so a hit touches one cache line.
  */
 #ifndef MEMSLOT_LIB_SLOT_H
 #define MEMSLOT_LIB_SLOT_H
@@ -20,11 +21,19 @@ struct memslot_slot {
 	void *user_data;
 	uint32_t as_id;
 	uint32_t page_shift;
+	/* Dirty logging (dirty.h).  The mark path reads only these two, so
+	 * they share the first cache line with base_gfn and npages: the
+	 * half of the bitmap marks go to now (a harvest switches it), and
+	 * the pages a mark may set (npages if this state logs and is not
+	 * INVALID, else 0). */
+	_Atomic uint64_t *_Atomic dirty_live;
+	uint64_t mark_npages;
 	/* KVM_SET_USER_MEMORY_REGION2's binding, kept for the VMM; zero
 	 * unless flags has MEMSLOT_MEM_GUEST_MEMFD. */
 	uint64_t gmem_offset;
 	uint32_t gmem_fd;
-	/* Dirty bitmap (dirty.h); shared by the states of one logging run. */
+	/* The bitmap's memory, both halves; shared by the states of one
+	 * logging run, NULL without logging. */
 	_Atomic uint64_t *dirty;
 };
 

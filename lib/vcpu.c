@@ -104,13 +104,18 @@ struct memslot_vm *memslot_vcpu_vm(const struct memslot_vcpu *vcpu)
 	return vcpu->vm;
 }
 
-/* The mark path's miss: out of line, so a hit needs no stack frame. */
+/*
+ * The mark path's miss, out of line so a hit needs no stack frame: the
+ * cache entry is of another generation, does not hold @gfn, or holds it
+ * in a slot that does not mark (no logging, INVALID).  The last case
+ * needs no search.
+ */
 __attribute__((noinline))
-static void vcpu_mark_miss(struct memslot_vcpu *vcpu,
-			   const struct memslot_set *set, uint64_t gen,
+static void vcpu_mark_miss(struct memslot_vcpu *vcpu, unsigned int as_id,
 			   uint64_t gfn)
 {
-	const struct memslot_slot *slot = vcpu_miss(vcpu, set, gen, gfn);
+	const struct memslot_slot *slot = memslot_vcpu_gfn_to_slot(vcpu, as_id,
+								    gfn);
 
 	if (slot)
 		dirty_mark_gfn(slot, gfn);
@@ -118,38 +123,33 @@ static void vcpu_mark_miss(struct memslot_vcpu *vcpu,
 
 /*
  * The seed's path (kvm_vcpu_mark_page_dirty): the cache hit of
- * memslot_vcpu_gfn_to_slot() written out, so that its bounds check also
- * serves the bitmap offset, then one atomic OR on the bitmap word.  No
- * lock, no other store.
+ * memslot_vcpu_gfn_to_slot() written out, with the slot's mark_npages in
+ * place of npages, so that one bounds check says "cached slot holds @gfn,
+ * logs and is not INVALID" and also serves the bitmap offset; then one
+ * atomic OR on the bitmap word.  No lock, no other store.
  */
 void memslot_vcpu_mark_page_dirty(struct memslot_vcpu *vcpu,
 				  unsigned int as_id, uint64_t gfn)
 {
 	const struct memslot_slot *slot = vcpu->slot;
 	const struct memslot_set *set;
-	_Atomic uint64_t *map;
-	uint64_t gen, off, npages;
+	uint64_t gen, off, n;
 
 	if (as_id >= vcpu->nr_as)
 		return;
-	as_id = (unsigned int)memslot_array_index_nospec(as_id, vcpu->nr_as);
-	set = atomic_load_explicit(&vcpu->active[as_id], memory_order_acquire);
+	set = atomic_load_explicit(
+		&vcpu->active[memslot_array_index_nospec(as_id, vcpu->nr_as)],
+		memory_order_acquire);
 	gen = atomic_load_explicit(&set->generation, memory_order_relaxed);
-	if (gen != vcpu->gen || !slot) {
-		vcpu_mark_miss(vcpu, set, gen, gfn);
-		return;
-	}
+	if (gen != vcpu->gen || !slot)
+		goto miss;
 	off = gfn - slot->base_gfn;
-	npages = slot->npages;
-	if (off >= npages) {
-		vcpu_mark_miss(vcpu, set, gen, gfn);
-		return;
-	}
-	map = slot->dirty;
-	if (!map || (slot->flags & MEMSLOT_INVALID))
-		return;
+	n = slot->mark_npages;
+	if (off >= n)
+		goto miss;
 	/* Guest-controlled offset: clamp before it indexes the bitmap. */
-	off = memslot_array_index_nospec(off, npages);
-	atomic_fetch_or_explicit(&map[off / 64], 1ull << (off % 64),
-				 memory_order_relaxed);
+	dirty_mark_offset(slot, memslot_array_index_nospec(off, n));
+	return;
+miss:
+	vcpu_mark_miss(vcpu, as_id, gfn);
 }

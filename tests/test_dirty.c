@@ -4,6 +4,8 @@
  * both change modes, manual-protect mode, KVM's verdicts for the dirty-log
  * calls and their order, the protect hook, marking through each path (and
  * never through an INVALID slot), harvest, count, merge and the iterator.
+ * Every test runs twice: whole-slot harvests through the atomic path, then
+ * through the switch of bitmap halves.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -21,6 +23,9 @@
 #define LOG MEMSLOT_MEM_LOG_DIRTY_PAGES
 #define MAXW 8
 #define MAXHOOK 16
+
+/* vm->dirty.flip_words for this group of runs. */
+static uint64_t flip_words;
 
 struct hook_call {
 	const struct memslot_slot *slot;
@@ -88,6 +93,7 @@ static void fx_init(struct fixture *f)
 	f->cfg.callbacks = &f->cb;
 	assert_int_equal(memslot_vm_create(&f->cfg, &f->vm), 0);
 	assert_int_equal(memslot_vm_set_dirty_protect(f->vm, on_protect, f), 0);
+	f->vm->dirty.flip_words = flip_words;
 }
 
 static void fx_fini(struct fixture *f)
@@ -163,7 +169,7 @@ static void test_lifecycle_blocking(void **state)
 	map = bitmap_of(&f, 1);
 	assert_non_null(map);
 	assert_int_equal(logging_slots(&f, &bytes), 1);
-	assert_int_equal(bytes, 16);	/* 100 pages: two words */
+	assert_int_equal(bytes, 32);	/* 100 pages: two words, two halves */
 	mark(&f, 0x103);
 	mark(&f, 0x100 + 99);
 	/* MOVE keeps the bitmap without reset: bit i is page i of the slot. */
@@ -265,7 +271,7 @@ static void test_prepare_failure(void **state)
 	assert_int_equal(set(&f, 1, 0, 0x100, 64), -EPERM);
 	f.fail_prepare = false;
 	assert_int_equal(logging_slots(&f, &bytes), 1);
-	assert_int_equal(bytes, 8);
+	assert_int_equal(bytes, 16);
 	assert_ptr_equal(bitmap_of(&f, 1), map);
 	assert_int_equal(atomic_load(&map[0]), 1ull << 5);
 	fx_fini(&f);
@@ -535,6 +541,102 @@ static void test_iter(void **state)
 	assert_false(memslot_dirty_iter_next(&it, &page));
 }
 
+/* The half marks go to, as an index (0 or 1) into the allocation. */
+static int live_half(struct fixture *f, uint32_t id)
+{
+	const struct memslot_slot *s = memslot_id_to_slot(f->vm, 0, id);
+
+	return atomic_load(&s->dirty_live) != s->dirty;
+}
+
+/*
+ * A whole-slot harvest switches halves only on the flip path; the other
+ * calls follow the live half wherever it is, and a MOVE keeps it.
+ */
+static void test_halves(void **state)
+{
+	struct fixture f;
+	struct memslot_vcpu *vcpu;
+	uint64_t bm[MAXW], ext[2] = { 1ull << 9, 0 }, n;
+	int flips = flip_words == 1;
+
+	(void)state;
+	fx_init(&f);
+	assert_int_equal(set(&f, 1, LOG, 0x100, 128), 0);
+	assert_int_equal(memslot_vcpu_create(f.vm, &vcpu), 0);
+	assert_int_equal(live_half(&f, 1), 0);
+	mark(&f, 0x101);
+	assert_int_equal(memslot_get_dirty_log(f.vm, 1, bm), 0);
+	assert_int_equal(bm[0], 2);
+	assert_int_equal(live_half(&f, 1), flips);
+	/* Marks, merge and count after the switch use the new half. */
+	memslot_read_lock(f.vm);
+	memslot_vcpu_mark_page_dirty(vcpu, 0, 0x100 + 70);
+	memslot_read_unlock(f.vm);
+	assert_int_equal(memslot_dirty_merge(f.vm, 1, ext), 0);
+	assert_int_equal(memslot_dirty_count(f.vm, 1, &n), 0);
+	assert_int_equal(n, 2);
+	/* A MOVE keeps the bitmap and its live half. */
+	assert_int_equal(set(&f, 1, LOG, 0x900, 128), 0);
+	assert_int_equal(live_half(&f, 1), flips);
+	memslot_read_lock(f.vm);
+	memslot_vcpu_mark_page_dirty(vcpu, 0, 0x900 + 3);
+	memslot_read_unlock(f.vm);
+	/* Manual mode: GET copies the live half, CLEAR clears in it. */
+	assert_int_equal(memslot_vm_enable_manual_protect(f.vm, 1), 0);
+	assert_int_equal(memslot_get_dirty_log(f.vm, 1, bm), 0);
+	assert_int_equal(bm[0], 1ull << 9 | 1ull << 3);
+	assert_int_equal(bm[1], 1ull << 6);
+	assert_int_equal(memslot_clear_dirty_log(f.vm, 1, 0, 64, bm), 0);
+	assert_int_equal(memslot_dirty_count(f.vm, 1, &n), 0);
+	assert_int_equal(n, 1);
+	/* A full-range harvest counts what it took and switches back. */
+	assert_int_equal(memslot_dirty_harvest(f.vm, 1, 0, 128, bm), 1);
+	assert_int_equal(bm[1], 1ull << 6);
+	assert_int_equal(live_half(&f, 1), 0);
+	assert_int_equal(memslot_dirty_harvest(f.vm, 1, 0, 128, bm), 0);
+	assert_int_equal(bm[0] | bm[1], 0);
+	memslot_vcpu_destroy(vcpu);
+	fx_fini(&f);
+}
+
+/* The vCPU path: a non-logging slot in the cache marks nothing, and a
+ * logging one found after it marks. */
+static void test_vcpu_mark_cache(void **state)
+{
+	struct fixture f;
+	struct memslot_vcpu *vcpu;
+	uint64_t bm[MAXW];
+
+	(void)state;
+	fx_init(&f);
+	assert_int_equal(set(&f, 1, LOG, 0x100, 64), 0);
+	assert_int_equal(set(&f, 2, 0, 0x200, 64), 0);
+	assert_int_equal(memslot_vcpu_create(f.vm, &vcpu), 0);
+	memslot_read_lock(f.vm);
+	memslot_vcpu_mark_page_dirty(vcpu, 0, 0x201);
+	memslot_vcpu_mark_page_dirty(vcpu, 0, 0x202);	/* cached, no log */
+	memslot_vcpu_mark_page_dirty(vcpu, 0, 0x107);
+	memslot_vcpu_mark_page_dirty(vcpu, 0, 0x300);	/* no slot */
+	memslot_vcpu_mark_page_dirty(vcpu, 0, 0x13f);
+	memslot_read_unlock(f.vm);
+	assert_ptr_equal(memslot_vcpu_gfn_to_slot(vcpu, 0, 0x101),
+			 memslot_id_to_slot(f.vm, 0, 1));
+	assert_int_equal(memslot_get_dirty_log(f.vm, 1, bm), 0);
+	assert_int_equal(bm[0], 1ull << 7 | 1ull << 63);
+	/* Logging turned off: the cached slot is dropped with its
+	 * generation, and the new state marks nothing. */
+	assert_int_equal(set(&f, 1, 0, 0x100, 64), 0);
+	memslot_read_lock(f.vm);
+	memslot_vcpu_mark_page_dirty(vcpu, 0, 0x107);
+	memslot_read_unlock(f.vm);
+	assert_int_equal(set(&f, 1, LOG, 0x100, 64), 0);
+	assert_int_equal(memslot_get_dirty_log(f.vm, 1, bm), 0);
+	assert_int_equal(bm[0], 0);
+	memslot_vcpu_destroy(vcpu);
+	fx_fini(&f);
+}
+
 /* The hook and mode calls are writer calls: refused in a read section. */
 static void test_writer_calls_in_read_section(void **state)
 {
@@ -568,7 +670,13 @@ int main(void)
 		cmocka_unit_test(test_harvest_count_merge),
 		cmocka_unit_test(test_iter),
 		cmocka_unit_test(test_writer_calls_in_read_section),
+		cmocka_unit_test(test_halves),
+		cmocka_unit_test(test_vcpu_mark_cache),
 	};
+	int r;
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	flip_words = UINT64_MAX;	/* every harvest: atomic path */
+	r = cmocka_run_group_tests_name("atomic", tests, NULL, NULL);
+	flip_words = 1;			/* every whole-slot harvest flips */
+	return r | cmocka_run_group_tests_name("flip", tests, NULL, NULL);
 }

@@ -11,7 +11,9 @@
  * fewer, a bit reported twice as more.  Meanwhile the harvester also moves
  * the slot back and forth (the bitmap must follow it, and marks made
  * through the old slot object must still land) and, in one case, uses
- * manual-protect mode (GET, then CLEAR of what it got).
+ * manual-protect mode (GET, then CLEAR of what it got).  Default-mode
+ * harvests run both ways: one atomic exchange per word, and the switch of
+ * bitmap halves with a grace period (forced here for a small slot).
  * test_checker_catches_drop makes the harvester drop one bit and expects
  * the checker to report exactly that page.
  *
@@ -35,6 +37,8 @@
 
 #include <memslot/memslot.h>
 
+#include "vm.h"		/* dirty.flip_words */
+
 #if defined(__SANITIZE_THREAD__)
 #define UNDER_TSAN 1
 #elif defined(__has_feature)
@@ -55,6 +59,7 @@ struct stress {
 	struct memslot_vm *vm;
 	_Atomic bool stop;
 	bool manual;
+	bool flip;		/* whole-slot harvests switch halves */
 	bool drop_one;		/* fault injection for the checker test */
 	bool dropped;
 	_Atomic uint64_t issued[NPAGES];
@@ -190,6 +195,7 @@ static unsigned int run(struct stress *st, uint64_t *first, uint64_t *marks)
 	cfg.rcu = memslot_rcu_counter();	/* orderings TSan can see */
 #endif
 	assert_int_equal(memslot_vm_create(&cfg, &st->vm), 0);
+	st->vm->dirty.flip_words = st->flip ? 1 : UINT64_MAX;
 	assert_int_equal(memslot_vm_set_dirty_protect(st->vm, on_protect, st), 0);
 	assert_int_equal(memslot_vm_enable_manual_protect(st->vm,
 		st->manual ? MEMSLOT_DIRTY_LOG_MANUAL_PROTECT_ENABLE : 0), 0);
@@ -216,13 +222,14 @@ static unsigned int run(struct stress *st, uint64_t *first, uint64_t *marks)
 	return bad;
 }
 
-static void run_mode(bool manual)
+static void run_mode(bool manual, bool flip)
 {
 	struct stress *st = calloc(1, sizeof(*st));
 	uint64_t first = 0, marks;
 
 	assert_non_null(st);
 	st->manual = manual;
+	st->flip = flip;
 	assert_int_equal(run(st, &first, &marks), 0);
 	/* Every page was marked many times, or the test proved little. */
 	assert_true(marks > 4 * NPAGES);
@@ -232,13 +239,19 @@ static void run_mode(bool manual)
 static void test_no_mark_lost(void **state)
 {
 	(void)state;
-	run_mode(false);
+	run_mode(false, false);
+}
+
+static void test_no_mark_lost_flip(void **state)
+{
+	(void)state;
+	run_mode(false, true);
 }
 
 static void test_no_mark_lost_manual(void **state)
 {
 	(void)state;
-	run_mode(true);
+	run_mode(true, false);
 }
 
 static void test_checker_catches_drop(void **state)
@@ -249,6 +262,7 @@ static void test_checker_catches_drop(void **state)
 	(void)state;
 	assert_non_null(st);
 	st->drop_one = true;
+	st->flip = true;
 	assert_int_equal(run(st, &first, &marks), 1);
 	assert_true(st->dropped);
 	assert_true(first < NPAGES);
@@ -259,6 +273,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_no_mark_lost),
+		cmocka_unit_test(test_no_mark_lost_flip),
 		cmocka_unit_test(test_no_mark_lost_manual),
 		cmocka_unit_test(test_checker_catches_drop),
 	};
