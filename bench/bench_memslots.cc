@@ -895,6 +895,33 @@ void bm_memory(benchmark::State &st, int n)
 	st.counters["bytes_per_slot"] = bytes / n;
 }
 
+// ---- read sections ----------------------------------------------------------
+
+// memslot_read_lock() + memslot_read_unlock() alone, kBatch per iteration,
+// on a registered thread, for one grace-period backend.
+void bm_read_section(benchmark::State &st, const memslot_rcu_ops *rcu)
+{
+	memslot_config cfg;
+	memslot_vm *vm;
+
+	memslot_config_init_x86_64(&cfg);
+	cfg.rcu = rcu;
+	if (memslot_vm_create(&cfg, &vm)) {
+		st.SkipWithError("setup failed");
+		return;
+	}
+	memslot_thread_register(vm);
+	for (auto _ : st) {
+		for (int k = 0; k < kBatch; k++) {
+			memslot_read_lock(vm);
+			memslot_read_unlock(vm);
+		}
+	}
+	memslot_thread_unregister(vm);
+	memslot_vm_destroy(vm);
+	st.counters["ops"] = kBatch;
+}
+
 // ---- single operations at N slots --------------------------------------
 
 enum class Op { create, remove, flags };
@@ -1911,6 +1938,19 @@ void add_big()
 	    [n](benchmark::State &st) { bm_memory<Libmemslot>(st, n); });
 }
 
+void add_read_sections()
+{
+	add("read_section", "liburcu-memb", 1, [](benchmark::State &st) {
+		bm_read_section(st, memslot_rcu_urcu_memb());
+	});
+	add("read_section", "counter", 1, [](benchmark::State &st) {
+		bm_read_section(st, memslot_rcu_counter());
+	});
+	add("read_section", "none", 1, [](benchmark::State &st) {
+		bm_read_section(st, memslot_rcu_none());
+	});
+}
+
 void register_all()
 {
 	for (int n : kSlotCounts) {
@@ -1955,6 +1995,7 @@ void register_all()
 	}
 	add_dirty();
 	add_big();
+	add_read_sections();
 }
 
 // A display reporter that remembers whether any benchmark failed its
