@@ -2,7 +2,6 @@
 /* One published layout: gfn, hva and id indexes, last-used cache. */
 #include <errno.h>
 #include <stdbool.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "set.h"
@@ -155,33 +154,6 @@ void set_nodes_for(const struct memslot_set *s, size_t edits,
  * pays only when the inserts are at least 1/16 of the layout. */
 #define SET_BULK_MIN 32
 
-static const struct memslot_slot *slot_at(const void *p)
-{
-	return *(void *const *)p;
-}
-
-static int cmp_u64(uint64_t a, uint64_t b)
-{
-	return (a > b) - (a < b);
-}
-
-static int by_gfn(const void *a, const void *b)
-{
-	return cmp_u64(slot_at(a)->base_gfn, slot_at(b)->base_gfn);
-}
-
-static int by_hva(const void *a, const void *b)
-{
-	int c = cmp_u64(slot_at(a)->hva, slot_at(b)->hva);
-
-	return c ? c : cmp_u64(slot_at(a)->id, slot_at(b)->id);
-}
-
-static int by_id(const void *a, const void *b)
-{
-	return cmp_u64(slot_at(a)->id, slot_at(b)->id);
-}
-
 static uint64_t gfn_key(const void *val)
 {
 	return ((const struct memslot_slot *)val)->base_gfn;
@@ -205,28 +177,102 @@ void set_nodes_for_bulk(const struct memslot_set *s, size_t k,
 	bpt_nodes_for_build(s->ids.count + k, leaves, inners);
 }
 
-/* Requests usually come in gfn or id order: a check is O(k). */
-static void sort_slots(void **slots, size_t k,
-		       int (*cmp)(const void *, const void *))
+size_t set_bulk_scratch(size_t k)
+{
+	return 2 * k * sizeof(struct set_keyed);
+}
+
+static bool keys_sorted(const struct set_keyed *a, size_t k)
 {
 	for (size_t i = 1; i < k; i++) {
-		if (cmp(&slots[i - 1], &slots[i]) > 0) {
-			qsort(slots, k, sizeof(*slots), cmp);
-			return;
-		}
+		if (a[i - 1].key > a[i].key)
+			return false;
+	}
+	return true;
+}
+
+/* Byte @d of every key, counted: cnt[d][byte]. */
+static void histogram(const struct set_keyed *a, size_t k, size_t cnt[8][256])
+{
+	memset(cnt, 0, 8 * sizeof(cnt[0]));
+	for (size_t i = 0; i < k; i++) {
+		for (unsigned int d = 0; d < 8; d++)
+			cnt[d][(a[i].key >> (8 * d)) & 0xff]++;
 	}
 }
 
-/* The hva order last: it is the one least likely to be the request
- * order, so the other two may need no sort. */
-void set_insert_bulk(struct memslot_set *s, struct bpt_pool *pool,
-		     void **slots, size_t k)
+/* One stable counting pass on byte @d, from @src to @dst. */
+static void radix_pass(const struct set_keyed *src, struct set_keyed *dst,
+		       size_t k, unsigned int d, size_t cnt[256])
 {
-	sort_slots(slots, k, by_gfn);
+	size_t pos = 0;
+
+	for (unsigned int v = 0; v < 256; v++) {
+		size_t c = cnt[v];
+
+		cnt[v] = pos;
+		pos += c;
+	}
+	for (size_t i = 0; i < k; i++)
+		dst[cnt[(src[i].key >> (8 * d)) & 0xff]++] = src[i];
+}
+
+/*
+ * Least significant byte first, each pass stable; a byte every key shares
+ * takes no pass (slot keys are page aligned and rarely span 64 bits), and
+ * sorted input takes none at all.
+ */
+struct set_keyed *set_sort_keyed(struct set_keyed *a, struct set_keyed *tmp,
+				 size_t k)
+{
+	size_t cnt[8][256];
+
+	if (keys_sorted(a, k))
+		return a;
+	histogram(a, k, cnt);
+	for (unsigned int d = 0; d < 8; d++) {
+		struct set_keyed *t = a;
+
+		if (cnt[d][(a[0].key >> (8 * d)) & 0xff] == k)
+			continue;
+		radix_pass(a, tmp, k, d, cnt[d]);
+		a = tmp;
+		tmp = t;
+	}
+	return a;
+}
+
+/* Stable: slots with equal keys keep their order.  Requests usually come
+ * in gfn or id order, so a check comes first. */
+static void sort_slots(void **slots, size_t k, uint64_t (*key)(const void *),
+		       struct set_keyed *scratch)
+{
+	struct set_keyed *sorted;
+	size_t i = 1;
+
+	while (i < k && key(slots[i - 1]) <= key(slots[i]))
+		i++;
+	if (i >= k)
+		return;
+	for (i = 0; i < k; i++)
+		scratch[i] = (struct set_keyed){ key(slots[i]),
+						 (uintptr_t)slots[i] };
+	sorted = set_sort_keyed(scratch, scratch + k, k);
+	for (i = 0; i < k; i++)
+		slots[i] = (void *)(uintptr_t)sorted[i].val;
+}
+
+/* The hva order last: it is the one least likely to be the request
+ * order, so the other two may need no sort; and the slots are in id order
+ * then, so a stable sort by hva orders aliases by id, as the index does. */
+void set_insert_bulk(struct memslot_set *s, struct bpt_pool *pool,
+		     void **slots, size_t k, void *scratch)
+{
+	sort_slots(slots, k, gfn_key, scratch);
 	bpt_build_merge(&s->gfn, pool, slots, k, gfn_key);
-	sort_slots(slots, k, by_id);
+	sort_slots(slots, k, id_of, scratch);
 	bpt_build_merge(&s->ids, pool, slots, k, id_of);
-	sort_slots(slots, k, by_hva);
+	sort_slots(slots, k, hva_key, scratch);
 	bpt_build_merge(&s->hva, pool, slots, k, hva_key);
 }
 

@@ -99,16 +99,31 @@ void set_nodes_for(const struct memslot_set *s, size_t edits,
 /*
  * Bulk inserts (a transaction of many creates): the three indexes are
  * rebuilt bottom up from their entries merged with @slots (struct
- * memslot_slot pointers, reordered here), O(n + k log k) instead of k
- * descents per index.  set_bulk_pays() says whether @k inserts should go
- * this way; the caller then reserves set_nodes_for_bulk() nodes on top of
- * what its other edits need.
+ * memslot_slot pointers, reordered here), O(n + k) instead of k descents
+ * per index (radix sorts, in @scratch of set_bulk_scratch(k) bytes).
+ * set_bulk_pays() says whether @k inserts should go this way; the caller
+ * then reserves set_nodes_for_bulk() nodes on top of what its other edits
+ * need.
  */
 bool set_bulk_pays(const struct memslot_set *s, size_t k);
 void set_nodes_for_bulk(const struct memslot_set *s, size_t k,
 			size_t *leaves, size_t *inners);
+size_t set_bulk_scratch(size_t k);
 void set_insert_bulk(struct memslot_set *s, struct bpt_pool *pool,
-		     void **slots, size_t k);
+		     void **slots, size_t k, void *scratch);
+
+/* A sort record: a key and a word that travels with it. */
+struct set_keyed {
+	uint64_t key;
+	uint64_t val;
+};
+
+/*
+ * Sort the @k records of @a by key, stably, in O(k) (radix); @tmp has
+ * room for @k.  Return: @a or @tmp, whichever holds the sorted records.
+ */
+struct set_keyed *set_sort_keyed(struct set_keyed *a, struct set_keyed *tmp,
+				 size_t k);
 
 /* The slot containing @gfn, without the cache; NULL if none. */
 static inline struct memslot_slot *set_search(const struct memslot_set *s,

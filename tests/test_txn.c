@@ -775,6 +775,136 @@ static void test_empty_batch(void **state)
 	fixture_free(f);
 }
 
+/* ---- batches of creates ------------------------------------------------ */
+
+struct create_case {
+	struct memslot_region req[4];
+	int err;
+	size_t failed;
+	enum memslot_rule rule;
+};
+
+#define C(id, gfn, npages) reg(0, id, gfn, npages, HVA + (id) * 0x100 * PAGE, 0)
+
+/*
+ * Creates of new ids take a sorted check instead of request-by-request
+ * staging: the verdict, the failing request and its rule must be the
+ * ones of the requests taken in order, wherever the culprit pair sits in
+ * gfn order, and repeated ids still count as changes of the first one.
+ */
+static void test_creates_verdicts(void **state)
+{
+	struct fixture *f = fixture_new(1);
+	const struct create_case cases[] = {
+		/* request 3 meets request 0; 1 and 2 lie between them */
+		{ { C(3, 0x300, 0x10), C(6, 0x600, 0x10), C(4, 0x500, 0x10),
+		    C(7, 0x308, 0x10) }, -EEXIST, 3, MEMSLOT_RULE_OVERLAP },
+		/* the later request lies below the one it meets */
+		{ { C(3, 0x308, 0x10), C(6, 0x600, 0x10), C(4, 0x500, 0x10),
+		    C(7, 0x300, 0x10) }, -EEXIST, 3, MEMSLOT_RULE_OVERLAP },
+		/* two overlapping pairs: the earlier culprit is reported */
+		{ { C(3, 0x300, 0x10), C(6, 0x600, 0x10), C(4, 0x605, 0x10),
+		    C(7, 0x30f, 0x10) }, -EEXIST, 2, MEMSLOT_RULE_OVERLAP },
+		/* meets the slot already there */
+		{ { C(3, 0x300, 0x10), C(6, 0x600, 0x10), C(9, 0x10f, 1),
+		    C(7, 0x700, 0x10) }, -EEXIST, 2, MEMSLOT_RULE_OVERLAP },
+		/* a bad request before an overlapping one */
+		{ { C(3, 0x300, 0x10), reg(0, 6, 0x600, 0x10, HVA + 1, 0),
+		    C(4, 0x300, 0x10), C(7, 0x700, 0x10) }, -EINVAL, 1,
+		  MEMSLOT_RULE_HVA },
+		/* id 3 again with another size: a modify KVM refuses */
+		{ { C(3, 0x300, 0x10), C(6, 0x600, 0x10), C(3, 0x800, 0x20),
+		    C(7, 0x700, 0x10) }, -EINVAL, 2, MEMSLOT_RULE_MODIFY },
+		/* id 3 again, same size and hva, in a range id 6 holds */
+		{ { C(3, 0x300, 0x10), C(6, 0x600, 0x10), C(3, 0x608, 0x10),
+		    C(7, 0x700, 0x10) }, -EEXIST, 2, MEMSLOT_RULE_OVERLAP },
+	};
+	struct memslot_txn_result res = { 0 };
+	uint64_t gen;
+
+	(void)state;
+	add(f, 1, 0x100, 0x10, HVA + 0x100 * PAGE);
+	snapshot(f, 0, &f->before);
+	gen = memslot_generation(f->vm, 0);
+	for (size_t i = 0; i < NELEM(cases); i++) {
+		reset_counts(f);
+		memset(&res, 0, sizeof(res));
+		assert_int_equal(memslot_set_regions(f->vm, cases[i].req, 4,
+						     &res), cases[i].err);
+		assert_int_equal(res.failed, cases[i].failed);
+		assert_int_equal(res.rule, cases[i].rule);
+		expect_untouched(f, gen);
+	}
+	fixture_free(f);
+}
+
+/* Repeated ids and an existing id go the general way and succeed. */
+static void test_creates_repeat(void **state)
+{
+	struct fixture *f = fixture_new(1);
+	struct memslot_region r[] = {
+		C(3, 0x300, 0x10), C(6, 0x600, 0x10), C(3, 0x800, 0x10),
+		reg(0, 1, 0x900, 0x10, HVA + 0x100 * PAGE, 0),
+	};
+	const struct shape want[] = {
+		{ 6, 0x600, 0x10, HVA + 6 * 0x100 * PAGE, 0 },
+		{ 3, 0x800, 0x10, HVA + 3 * 0x100 * PAGE, 0 },
+		{ 1, 0x900, 0x10, HVA + 0x100 * PAGE, 0 },
+	};
+
+	(void)state;
+	add(f, 1, 0x100, 0x10, HVA + 0x100 * PAGE);
+	assert_int_equal(memslot_set_regions(f->vm, r, NELEM(r), NULL), 0);
+	assert_active(f, want, NELEM(want));
+	fixture_free(f);
+}
+
+#define MANY 300
+
+/* Slot i of a large batch: shuffled ids, gfns and hvas; hvas of pairs
+ * alias, so the hva index orders equal keys. */
+static struct memslot_region many_region(unsigned int i)
+{
+	unsigned int id = (i * 7919) % MANY + 2;
+	uint64_t gfn = 0x1000 + (uint64_t)((i * 131) % MANY) * 0x20;
+	uint64_t hva = HVA + (uint64_t)((i * 17) % (MANY / 2)) * 0x10 * PAGE;
+
+	return reg(0, id, gfn, 0x10, hva, 0);
+}
+
+/* Many creates in no order: every index finds every new slot. */
+static void test_creates_many(void **state)
+{
+	struct fixture *f = fixture_new(1);
+	struct memslot_region r[MANY];
+	struct memslot_hva_iter it;
+	struct memslot_hva_hit hit;
+	size_t hits = 0;
+
+	(void)state;
+	add(f, 1, 0x100, 0x10, HVA);
+	for (unsigned int i = 0; i < MANY; i++)
+		r[i] = many_region(i);
+	assert_int_equal(memslot_set_regions(f->vm, r, MANY, NULL), 0);
+	memslot_read_lock(f->vm);
+	for (unsigned int i = 0; i < MANY; i++) {
+		const struct memslot_slot *s =
+			memslot_search(f->vm, 0, r[i].guest_phys_addr / PAGE + 3,
+				       false);
+
+		assert_non_null(s);
+		assert_int_equal(memslot_slot_id(s), r[i].slot);
+		assert_ptr_equal(memslot_id_to_slot(f->vm, 0, r[i].slot), s);
+	}
+	memslot_read_unlock(f->vm);
+	/* One page that slot 1 and two new slots map. */
+	memslot_hva_iter_init(&it, f->vm, HVA, HVA + PAGE);
+	while (memslot_hva_iter_next(&it, &hit))
+		hits++;
+	assert_int_equal(hits, 3);
+	fixture_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -791,6 +921,9 @@ int main(void)
 		cmocka_unit_test(test_generation_steps),
 		cmocka_unit_test(test_two_address_spaces),
 		cmocka_unit_test(test_empty_batch),
+		cmocka_unit_test(test_creates_verdicts),
+		cmocka_unit_test(test_creates_repeat),
+		cmocka_unit_test(test_creates_many),
 	};
 
 	return cmocka_run_group_tests_name("txn", tests, NULL, NULL);
