@@ -1958,7 +1958,7 @@ void add_notifier(int n)
 // MB at 1M), so 1M creates one by one would take hours.
 void add_big()
 {
-	const int n = kBigSlots;
+	int n = kBigSlots;
 
 	add_lookup_tests<Impl_rbtree, Impl_bsearch, Libmemslot,
 			 LibmemslotNocache>("lookup_random", Pattern::random, n);
