@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* The reclaim thread of deferred changes; see reclaim.h. */
-/* clock_gettime() under -std=c11 */
-#define _POSIX_C_SOURCE 200809L
+/* clock_gettime() under -std=c11; SCHED_BATCH */
+#define _GNU_SOURCE
 
 #include <errno.h>
+#include <sched.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 
@@ -14,6 +16,7 @@ void reclaim_init(struct reclaim *rc)
 {
 	memset(rc, 0, sizeof(*rc));
 	pthread_mutex_init(&rc->lock, NULL);
+	pthread_mutex_init(&rc->spare_lock, NULL);
 	pthread_cond_init(&rc->work, NULL);
 	pthread_cond_init(&rc->done, NULL);
 	rc->tail = &rc->head;
@@ -75,46 +78,129 @@ static void call_hooks(struct memslot_vm *vm, struct retire *list)
 /* Most nodes a VM keeps for recycling; beyond, they are freed. */
 #define RETURNED_MAX 4096
 
-/* Hand @list's nodes back for the writer's pool, or free them. */
-static void return_nodes(struct memslot_vm *vm, struct bpt_node *list)
+/* What one pass of the thread gives back, gathered without a lock. */
+struct giveback {
+	struct bpt_node *nodes;
+	struct recycled slots;
+	struct recycled sets;
+};
+
+static void nodes_prepend(struct bpt_node **to, size_t *n,
+			  struct bpt_node *list, size_t max,
+			  struct bpt_node **rest)
 {
-	struct reclaim *rc = &vm->reclaim;
 	struct bpt_node *nd;
 
-	pthread_mutex_lock(&rc->lock);
-	while ((nd = list) && rc->nreturned < RETURNED_MAX) {
+	while ((nd = list) && *n < max) {
 		list = nd->retired;
-		nd->retired = rc->returned;
-		rc->returned = nd;
-		rc->nreturned++;
+		nd->retired = *to;
+		*to = nd;
+		(*n)++;
 	}
-	pthread_mutex_unlock(&rc->lock);
-	bpt_retired_free(&vm->alloc, list);
+	*rest = list;
 }
 
-void reclaim_recycle(struct reclaim *rc, struct bpt_pool *pool)
+void *recycled_pop(struct recycled *r)
+{
+	void *p = r->head;
+
+	if (p) {
+		r->head = *(void **)p;
+		r->n--;
+	}
+	return p;
+}
+
+void recycled_push(struct recycled *r, void *p, size_t max,
+		   struct mem_alloc *alloc, size_t size)
+{
+	if (r->n >= max) {
+		mem_free(alloc, p, size);
+		return;
+	}
+	*(void **)p = r->head;
+	r->head = p;
+	r->n++;
+}
+
+void recycled_move(struct recycled *to, struct recycled *from)
+{
+	void *p;
+
+	while ((p = recycled_pop(from))) {
+		*(void **)p = to->head;
+		to->head = p;
+		to->n++;
+	}
+}
+
+void recycled_trim(struct recycled *r, size_t keep, struct mem_alloc *alloc,
+		   size_t size)
+{
+	while (r->n > keep)
+		mem_free(alloc, recycled_pop(r), size);
+}
+
+/* Opportunistic: when the thread is handing objects back right now, the
+ * writer does not wait for it and takes them at its next change. */
+void reclaim_recycle(struct reclaim *rc, struct bpt_pool *pool,
+		     struct recycled *slots, struct recycled *sets)
 {
 	struct bpt_node *list;
 
-	pthread_mutex_lock(&rc->lock);
+	if (pthread_mutex_trylock(&rc->spare_lock))
+		return;
 	list = rc->returned;
 	rc->returned = NULL;
 	rc->nreturned = 0;
-	pthread_mutex_unlock(&rc->lock);
+	recycled_move(slots, &rc->slots);
+	recycled_move(sets, &rc->sets);
+	pthread_mutex_unlock(&rc->spare_lock);
 	bpt_pool_adopt(pool, list);
 }
 
-/* The memory of @r, which no reader and no hook can reach any more. */
-static void free_one(struct memslot_vm *vm, struct retire *r)
+/* Most slot objects and headers kept for the writer to reuse. */
+#define RECYCLED_SLOTS_MAX 1024
+#define RECYCLED_SETS_MAX 64
+
+/* The memory of @r, which no reader and no hook can reach any more:
+ * collected in @gb to go back to the writer for reuse. */
+static void free_one(struct memslot_vm *vm, struct retire *r,
+		     struct giveback *gb)
 {
-	return_nodes(vm, r->nodes);
+	struct bpt_node *rest;
+	size_t none = 0;
+
+	nodes_prepend(&gb->nodes, &none, r->nodes, SIZE_MAX, &rest);
 	for (size_t i = 0; i < r->nslots; i++) {
 		if (r->slots[i].free_dirty)
 			dirty_free(&vm->alloc, r->slots[i].slot);
-		mem_free(&vm->alloc, r->slots[i].slot, sizeof(*r->slots[i].slot));
+		recycled_push(&gb->slots, r->slots[i].slot, SIZE_MAX, NULL, 0);
 	}
-	set_free(&vm->alloc, r->set);
+	recycled_push(&gb->sets, r->set, SIZE_MAX, NULL, 0);
 	retire_free(&vm->alloc, r);
+}
+
+/* Hand @gb to the writer under one short lock; free what is over the
+ * limits outside it. */
+static void give_back(struct memslot_vm *vm, struct giveback *gb)
+{
+	struct reclaim *rc = &vm->reclaim;
+	struct bpt_node *rest;
+	void *p;
+
+	pthread_mutex_lock(&rc->spare_lock);
+	nodes_prepend(&rc->returned, &rc->nreturned, gb->nodes, RETURNED_MAX,
+		      &rest);
+	while (rc->slots.n < RECYCLED_SLOTS_MAX &&
+	       (p = recycled_pop(&gb->slots)))
+		recycled_push(&rc->slots, p, SIZE_MAX, NULL, 0);
+	while (rc->sets.n < RECYCLED_SETS_MAX && (p = recycled_pop(&gb->sets)))
+		recycled_push(&rc->sets, p, SIZE_MAX, NULL, 0);
+	pthread_mutex_unlock(&rc->spare_lock);
+	bpt_retired_free(&vm->alloc, rest);
+	recycled_trim(&gb->slots, 0, &vm->alloc, sizeof(struct memslot_slot));
+	recycled_trim(&gb->sets, 0, &vm->alloc, sizeof(struct memslot_set));
 }
 
 /* How long the thread gathers records after the first, unless someone
@@ -152,6 +238,21 @@ static struct retire *take_all(struct reclaim *rc)
 	return list;
 }
 
+/*
+ * Reclaiming is background work: as a batch thread it never preempts the
+ * thread that woke it (a writer, or a vCPU on the same CPU) when it wakes
+ * up, and its grace-period wait does not steal the waker's time slice.
+ * Best effort: where the policy is missing the thread keeps the default.
+ */
+static void be_background(void)
+{
+#ifdef SCHED_BATCH
+	struct sched_param sp = { .sched_priority = 0 };
+
+	pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+#endif
+}
+
 static void *reclaim_main(void *arg)
 {
 	struct memslot_vm *vm = arg;
@@ -159,7 +260,11 @@ static void *reclaim_main(void *arg)
 	struct retire *list, *next;
 	uint64_t last;
 
+	be_background();
+
 	while ((list = take_all(rc))) {
+		struct giveback gb = { 0 };
+
 		/* One grace period covers every record taken: each was
 		 * published before this wait began. */
 		vm->rcu.synchronize(vm->rcu.ctx);
@@ -169,8 +274,9 @@ static void *reclaim_main(void *arg)
 		for (; list; list = next) {
 			next = list->next;
 			last = list->ticket;
-			free_one(vm, list);
+			free_one(vm, list, &gb);
 		}
+		give_back(vm, &gb);
 		pthread_mutex_lock(&rc->lock);
 		rc->completed = last;
 		pthread_cond_broadcast(&rc->done);
@@ -207,6 +313,8 @@ void reclaim_stop(struct memslot_vm *vm)
 	bpt_retired_free(&vm->alloc, rc->returned);
 	rc->returned = NULL;
 	rc->nreturned = 0;
+	recycled_trim(&rc->slots, 0, &vm->alloc, sizeof(struct memslot_slot));
+	recycled_trim(&rc->sets, 0, &vm->alloc, sizeof(struct memslot_set));
 }
 
 int reclaim_wait(struct reclaim *rc, uint64_t ticket)

@@ -18,6 +18,29 @@
 #include "bptree.h"
 #include "set.h"
 
+/*
+ * Freed objects of one size (slot objects, layout headers) kept for reuse,
+ * linked through their first word.  Handing them back to the writer
+ * instead of the allocator keeps both threads out of malloc in steady
+ * state: memory freed by one thread and allocated by another otherwise
+ * keeps the allocator growing and faulting in fresh pages.
+ */
+struct recycled {
+	void *head;
+	size_t n;
+};
+
+/* Take one object, or NULL. */
+void *recycled_pop(struct recycled *r);
+/* Keep @p if fewer than @max are kept, else free it (@size bytes). */
+void recycled_push(struct recycled *r, void *p, size_t max,
+		   struct mem_alloc *alloc, size_t size);
+/* Move every object of @from to @to. */
+void recycled_move(struct recycled *to, struct recycled *from);
+/* Free all but @keep objects of @size bytes. */
+void recycled_trim(struct recycled *r, size_t keep, struct mem_alloc *alloc,
+		   size_t size);
+
 struct retire_slot {
 	struct memslot_slot *slot;
 	bool flush;		/* call the flush hooks for it first */
@@ -52,8 +75,11 @@ struct reclaim {
 	/* Retired index nodes whose grace period is over, for the writer's
 	 * pool to take back (recycling them keeps the writer and this thread
 	 * out of the allocator in steady state). */
+	pthread_mutex_t spare_lock;	/* guards the three below */
 	struct bpt_node *returned;
 	size_t nreturned;
+	struct recycled slots;		/* slot objects, likewise */
+	struct recycled sets;		/* layout headers, likewise */
 };
 
 struct memslot_vm;
@@ -72,7 +98,9 @@ uint64_t reclaim_queue(struct reclaim *rc, struct retire *r);
 /* Wait until @ticket completed.  Return: 0 or -EINVAL (never issued). */
 int reclaim_wait(struct reclaim *rc, uint64_t ticket);
 uint64_t reclaim_completed(struct reclaim *rc);
-/* Context: writer lock held.  Move the returned nodes into @pool. */
-void reclaim_recycle(struct reclaim *rc, struct bpt_pool *pool);
+/* Context: writer lock held.  Move the returned nodes into @pool and the
+ * returned slot objects and headers to the writer's spares. */
+void reclaim_recycle(struct reclaim *rc, struct bpt_pool *pool,
+		     struct recycled *slots, struct recycled *sets);
 
 #endif

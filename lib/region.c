@@ -256,10 +256,21 @@ static enum memslot_rule check_layout(const struct batch *b,
 	return MEMSLOT_RULE_OK;
 }
 
+/* A zeroed slot object: one a deferred change gave back, or a new one. */
+static struct memslot_slot *slot_alloc(struct memslot_vm *vm)
+{
+	struct memslot_slot *s = recycled_pop(&vm->spare_slots);
+
+	if (!s)
+		return mem_zalloc(&vm->alloc, sizeof(*s));
+	memset(s, 0, sizeof(*s));
+	return s;
+}
+
 static struct memslot_slot *slot_new(struct batch *b, const struct req *q,
 				     const struct memslot_slot *cur)
 {
-	struct memslot_slot *s = mem_zalloc(&b->vm->alloc, sizeof(*s));
+	struct memslot_slot *s = slot_alloc(b->vm);
 
 	if (!s)
 		return NULL;
@@ -596,7 +607,7 @@ static int alloc_invalid(struct batch *b)
 
 		if (!needs_invalid(c->kind))
 			continue;
-		c->invalid = mem_malloc(&b->vm->alloc, sizeof(*c->invalid));
+		c->invalid = slot_alloc(b->vm);
 		if (!c->invalid)
 			return -ENOMEM;
 		memcpy(c->invalid, c->old, sizeof(*c->invalid));
@@ -675,7 +686,9 @@ static int alloc_drafts(struct batch *b)
 	unsigned int n = b->any_invalid ? 2 : 1;
 
 	for (unsigned int i = 0; i < n; i++) {
-		b->draft[i] = set_alloc(&b->vm->alloc);
+		b->draft[i] = recycled_pop(&b->vm->spare_sets);
+		if (!b->draft[i])
+			b->draft[i] = set_alloc(&b->vm->alloc);
 		if (!b->draft[i])
 			return -ENOMEM;
 	}
@@ -732,8 +745,6 @@ static int reserve(struct batch *b)
 		r = alloc_bulk(b);
 	if (!r) {
 		count_nodes(b, &leaves, &inners);
-		/* Nodes deferred changes retired come back first. */
-		reclaim_recycle(&b->vm->reclaim, &b->vm->pool);
 		r = bpt_pool_reserve(&b->vm->pool, leaves, inners);
 	}
 	if (!r)
@@ -1108,6 +1119,9 @@ static int batch_begin(struct batch *b, struct memslot_vm *vm, size_t n,
 {
 	memset(b, 0, sizeof(*b));
 	b->vm = vm;
+	/* What deferred changes gave back (nodes, slots, headers) first. */
+	reclaim_recycle(&vm->reclaim, &vm->pool, &vm->spare_slots,
+			&vm->spare_sets);
 	b->internal = internal;
 	b->overlay = n > 1;
 	bpt_init(&b->byid, NULL);
@@ -1131,6 +1145,10 @@ static void batch_end(struct batch *b, size_t n)
 	if (b->bulk)
 		mem_free(&b->vm->alloc, b->bulk, bulk_bytes(b->nbulk));
 	bpt_pool_trim(&b->vm->pool, POOL_KEEP);
+	recycled_trim(&b->vm->spare_slots, SPARE_SLOTS_KEEP, &b->vm->alloc,
+		      sizeof(struct memslot_slot));
+	recycled_trim(&b->vm->spare_sets, SPARE_SETS_KEEP, &b->vm->alloc,
+		      sizeof(struct memslot_set));
 }
 
 static int validate_all(struct batch *b, const struct memslot_region *r,

@@ -125,6 +125,10 @@ void memslot_vm_destroy(struct memslot_vm *vm)
 	notifier_destroy(&vm->nt, &vm->alloc);
 	bpt_pool_reclaim(&vm->pool);
 	bpt_pool_trim(&vm->pool, 0);
+	recycled_trim(&vm->spare_slots, 0, &vm->alloc,
+		      sizeof(struct memslot_slot));
+	recycled_trim(&vm->spare_sets, 0, &vm->alloc,
+		      sizeof(struct memslot_set));
 	pthread_mutex_destroy(&vm->writer);
 	/* The VM holds the allocator that frees it: free through a copy. */
 	ops = vm->alloc_ops;
