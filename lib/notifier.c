@@ -62,23 +62,53 @@ void notifier_swap_end(struct notifier *nt)
 	pthread_mutex_unlock(&nt->lock);
 }
 
+/* Whether any old slot of @r must still be reachable: only deleted and
+ * moved slots have mappings to flush (a create has none). */
+static bool has_flush(const struct retire *r)
+{
+	for (size_t i = 0; i < r->nslots; i++) {
+		if (r->slots[i].flush)
+			return true;
+	}
+	return false;
+}
+
 void notifier_pend(struct notifier *nt, struct retire *r)
 {
+	r->pending_link = NULL;
+	r->pended = has_flush(r);
+	if (!r->pended)
+		return;
 	r->pending_next = nt->pending;
+	if (nt->pending)
+		nt->pending->pending_link = &r->pending_next;
 	nt->pending = r;
+	r->pending_link = &nt->pending;
+}
+
+/* O(1) per record: the reclaim thread forgets thousands at a time, with
+ * the lock every publish needs held. */
+static void unpend(struct retire *r)
+{
+	if (!r->pending_link)
+		return;
+	*r->pending_link = r->pending_next;
+	if (r->pending_next)
+		r->pending_next->pending_link = r->pending_link;
+	r->pending_link = NULL;
 }
 
 void notifier_forget(struct notifier *nt, struct retire *list)
 {
-	notifier_swap_begin(nt);
-	for (struct retire *r = list; r; r = r->next) {
-		struct retire **p = &nt->pending;
+	bool any = false;
 
-		while (*p && *p != r)
-			p = &(*p)->pending_next;
-		if (*p)
-			*p = r->pending_next;
-	}
+	for (struct retire *r = list; r && !any; r = r->next)
+		any = r->pended;
+	if (!any)
+		return;
+	notifier_swap_begin(nt);
+	for (struct retire *r = list; r; r = r->next)
+		unpend(r);
 	notifier_swap_end(nt);
 }
 

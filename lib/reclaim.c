@@ -22,20 +22,30 @@ void reclaim_init(struct reclaim *rc)
 	rc->tail = &rc->head;
 }
 
-struct retire *retire_alloc(struct mem_alloc *alloc, size_t nslots)
+size_t retire_bytes(size_t cap)
 {
-	struct retire *r = mem_zalloc(alloc, sizeof(*r) +
-					     nslots * sizeof(r->slots[0]));
+	return sizeof(struct retire) + cap * sizeof(struct retire_slot);
+}
+
+struct retire *retire_alloc(struct mem_alloc *alloc, size_t nslots,
+			    struct recycled *spares)
+{
+	size_t cap = nslots <= RETIRE_SMALL ? RETIRE_SMALL : nslots;
+	struct retire *r = cap == RETIRE_SMALL ? recycled_pop(spares) : NULL;
 
 	if (r)
-		r->cap = nslots;
+		memset(r, 0, retire_bytes(cap));
+	else
+		r = mem_zalloc(alloc, retire_bytes(cap));
+	if (r)
+		r->cap = cap;
 	return r;
 }
 
 void retire_free(struct mem_alloc *alloc, struct retire *r)
 {
 	if (r)
-		mem_free(alloc, r, sizeof(*r) + r->cap * sizeof(r->slots[0]));
+		mem_free(alloc, r, retire_bytes(r->cap));
 }
 
 uint64_t reclaim_queue(struct reclaim *rc, struct retire *r)
@@ -83,6 +93,7 @@ struct giveback {
 	struct bpt_node *nodes;
 	struct recycled slots;
 	struct recycled sets;
+	struct recycled retires;
 };
 
 static void nodes_prepend(struct bpt_node **to, size_t *n,
@@ -144,7 +155,8 @@ void recycled_trim(struct recycled *r, size_t keep, struct mem_alloc *alloc,
 /* Opportunistic: when the thread is handing objects back right now, the
  * writer does not wait for it and takes them at its next change. */
 void reclaim_recycle(struct reclaim *rc, struct bpt_pool *pool,
-		     struct recycled *slots, struct recycled *sets)
+		     struct recycled *slots, struct recycled *sets,
+		     struct recycled *retires)
 {
 	struct bpt_node *list;
 
@@ -155,6 +167,7 @@ void reclaim_recycle(struct reclaim *rc, struct bpt_pool *pool,
 	rc->nreturned = 0;
 	recycled_move(slots, &rc->slots);
 	recycled_move(sets, &rc->sets);
+	recycled_move(retires, &rc->retires);
 	pthread_mutex_unlock(&rc->spare_lock);
 	bpt_pool_adopt(pool, list);
 }
@@ -178,7 +191,10 @@ static void free_one(struct memslot_vm *vm, struct retire *r,
 		recycled_push(&gb->slots, r->slots[i].slot, SIZE_MAX, NULL, 0);
 	}
 	recycled_push(&gb->sets, r->set, SIZE_MAX, NULL, 0);
-	retire_free(&vm->alloc, r);
+	if (r->cap == RETIRE_SMALL)
+		recycled_push(&gb->retires, r, SIZE_MAX, NULL, 0);
+	else
+		retire_free(&vm->alloc, r);
 }
 
 /* Hand @gb to the writer under one short lock; free what is over the
@@ -197,10 +213,14 @@ static void give_back(struct memslot_vm *vm, struct giveback *gb)
 		recycled_push(&rc->slots, p, SIZE_MAX, NULL, 0);
 	while (rc->sets.n < RECYCLED_SETS_MAX && (p = recycled_pop(&gb->sets)))
 		recycled_push(&rc->sets, p, SIZE_MAX, NULL, 0);
+	while (rc->retires.n < RECYCLED_SETS_MAX &&
+	       (p = recycled_pop(&gb->retires)))
+		recycled_push(&rc->retires, p, SIZE_MAX, NULL, 0);
 	pthread_mutex_unlock(&rc->spare_lock);
 	bpt_retired_free(&vm->alloc, rest);
 	recycled_trim(&gb->slots, 0, &vm->alloc, sizeof(struct memslot_slot));
 	recycled_trim(&gb->sets, 0, &vm->alloc, sizeof(struct memslot_set));
+	recycled_trim(&gb->retires, 0, &vm->alloc, retire_bytes(RETIRE_SMALL));
 }
 
 /* How long the thread gathers records after the first, unless someone
@@ -315,6 +335,7 @@ void reclaim_stop(struct memslot_vm *vm)
 	rc->nreturned = 0;
 	recycled_trim(&rc->slots, 0, &vm->alloc, sizeof(struct memslot_slot));
 	recycled_trim(&rc->sets, 0, &vm->alloc, sizeof(struct memslot_set));
+	recycled_trim(&rc->retires, 0, &vm->alloc, retire_bytes(RETIRE_SMALL));
 }
 
 int reclaim_wait(struct reclaim *rc, uint64_t ticket)

@@ -52,6 +52,8 @@ struct retire {
 	/* While its slots are not flushed yet: on the notifier's list of
 	 * records whose old slots invalidations must still reach. */
 	struct retire *pending_next;
+	struct retire **pending_link;	/* what points to us, or NULL */
+	bool pended;			/* set before queueing, never after */
 	uint64_t ticket;
 	struct memslot_set *set;	/* the replaced layout's header */
 	struct bpt_node *nodes;		/* retired index nodes */
@@ -80,6 +82,7 @@ struct reclaim {
 	size_t nreturned;
 	struct recycled slots;		/* slot objects, likewise */
 	struct recycled sets;		/* layout headers, likewise */
+	struct recycled retires;	/* small retire records, likewise */
 };
 
 struct memslot_vm;
@@ -90,9 +93,17 @@ int reclaim_start(struct memslot_vm *vm);
 /* Complete everything queued, stop the thread. */
 void reclaim_stop(struct memslot_vm *vm);
 
-/* A record for up to @nslots slots, or NULL. */
-struct retire *retire_alloc(struct mem_alloc *alloc, size_t nslots);
+/* Records for up to this many slots (one request, or a small batch) are
+ * all one size and recycled like slot objects. */
+#define RETIRE_SMALL 4
+
+/* A record for up to @nslots slots, from @spares when it is a small one,
+ * or NULL. */
+struct retire *retire_alloc(struct mem_alloc *alloc, size_t nslots,
+			    struct recycled *spares);
 void retire_free(struct mem_alloc *alloc, struct retire *r);
+/* Bytes of a record for @cap slots. */
+size_t retire_bytes(size_t cap);
 /* Queue @r (filled); return its ticket. */
 uint64_t reclaim_queue(struct reclaim *rc, struct retire *r);
 /* Wait until @ticket completed.  Return: 0 or -EINVAL (never issued). */
@@ -101,6 +112,7 @@ uint64_t reclaim_completed(struct reclaim *rc);
 /* Context: writer lock held.  Move the returned nodes into @pool and the
  * returned slot objects and headers to the writer's spares. */
 void reclaim_recycle(struct reclaim *rc, struct bpt_pool *pool,
-		     struct recycled *slots, struct recycled *sets);
+		     struct recycled *slots, struct recycled *sets,
+		     struct recycled *retires);
 
 #endif

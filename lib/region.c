@@ -700,7 +700,7 @@ static int alloc_retire(struct batch *b)
 {
 	if (!b->deferred)
 		return 0;
-	b->retire = retire_alloc(&b->vm->alloc, b->nch);
+	b->retire = retire_alloc(&b->vm->alloc, b->nch, &b->vm->spare_retires);
 	if (!b->retire)
 		return -ENOMEM;
 	return reclaim_start(b->vm);
@@ -1121,7 +1121,7 @@ static int batch_begin(struct batch *b, struct memslot_vm *vm, size_t n,
 	b->vm = vm;
 	/* What deferred changes gave back (nodes, slots, headers) first. */
 	reclaim_recycle(&vm->reclaim, &vm->pool, &vm->spare_slots,
-			&vm->spare_sets);
+			&vm->spare_sets, &vm->spare_retires);
 	b->internal = internal;
 	b->overlay = n > 1;
 	bpt_init(&b->byid, NULL);
@@ -1149,6 +1149,8 @@ static void batch_end(struct batch *b, size_t n)
 		      sizeof(struct memslot_slot));
 	recycled_trim(&b->vm->spare_sets, SPARE_SETS_KEEP, &b->vm->alloc,
 		      sizeof(struct memslot_set));
+	recycled_trim(&b->vm->spare_retires, SPARE_SETS_KEEP, &b->vm->alloc,
+		      retire_bytes(RETIRE_SMALL));
 }
 
 static int validate_all(struct batch *b, const struct memslot_region *r,

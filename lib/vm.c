@@ -129,6 +129,8 @@ void memslot_vm_destroy(struct memslot_vm *vm)
 		      sizeof(struct memslot_slot));
 	recycled_trim(&vm->spare_sets, 0, &vm->alloc,
 		      sizeof(struct memslot_set));
+	recycled_trim(&vm->spare_retires, 0, &vm->alloc,
+		      retire_bytes(RETIRE_SMALL));
 	pthread_mutex_destroy(&vm->writer);
 	/* The VM holds the allocator that frees it: free through a copy. */
 	ops = vm->alloc_ops;

@@ -52,6 +52,7 @@ struct memslot_vm {
 	/* Slot objects and layout headers deferred changes gave back. */
 	struct recycled spare_slots;
 	struct recycled spare_sets;
+	struct recycled spare_retires;
 	struct listeners listeners;
 	struct reclaim reclaim;
 	struct notifier nt;	/* MMU-notifier state (notifier.h) */
