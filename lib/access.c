@@ -65,11 +65,9 @@ static int range_check(uint64_t gpa, size_t len)
 
 /* The VM's page size, which every slot shares; the layout keeps a copy
  * so that an access needs no slot to learn it. */
-static int view_page_shift(const struct memslot_view *view,
-			   unsigned int *shift)
+static unsigned int view_page_shift(const struct memslot_view *view)
 {
-	*shift = ((const struct memslot_set *)view)->page_shift;
-	return 0;
+	return ((const struct memslot_set *)view)->page_shift;
 }
 
 static const struct memslot_slot *walk_lookup(const struct walk *w,
@@ -151,8 +149,8 @@ static int walk_start(struct walk *w, uint64_t gpa, char *buf, size_t len,
 {
 	int r = range_check(gpa, len);
 
-	if (!r && !w->shift)
-		r = view_page_shift(w->cview, &w->shift);
+	if (!w->shift)
+		w->shift = view_page_shift(w->cview);
 	if (r) {
 		if (done)
 			*done = 0;
@@ -248,8 +246,7 @@ int memslot_view_map(struct memslot_view *view, uint64_t gpa, size_t len,
 	struct piece p;
 	int err = map_check(gpa, len, max_segs);
 
-	if (!err)
-		err = view_page_shift(view, &w.shift);
+	w.shift = view_page_shift(view);
 	while (!err && pos < len) {
 		err = walk_piece(&w, gpa + pos, len - pos, &p);
 		if (err || !seg_add(segs, max_segs, &n, &p))

@@ -1014,14 +1014,12 @@ static void *overlap_visit(struct bpt_iter *it, const struct bpt_node *nd,
 	return NULL;
 }
 
-void *bpt_overlap_next(struct bpt_iter *it, const struct bpt *t,
-		       uint64_t start, uint64_t end)
+void *bpt_overlap_next(struct bpt_iter *it, uint64_t start, uint64_t end)
 {
 	const struct bpt_node *nd;
 	unsigned int i;
 	void *hit;
 
-	(void)t;
 	while (it->depth > 0) {
 		nd = it->node[it->depth - 1];
 		i = it->pos[it->depth - 1];

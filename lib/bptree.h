@@ -284,10 +284,9 @@ void *bpt_iter_next(struct bpt_iter *it);
  */
 void bpt_overlap_init(struct bpt_iter *it, const struct bpt *t,
 		      uint64_t start, uint64_t end);
-/* @t is unused since leaves keep their entries' ends; kept so callers
- * need not change. */
-void *bpt_overlap_next(struct bpt_iter *it, const struct bpt *t,
-		       uint64_t start, uint64_t end);
+/* The next hit, or NULL at the end.  Leaves keep their entries' ends, so
+ * the walk needs no tree callbacks. */
+void *bpt_overlap_next(struct bpt_iter *it, uint64_t start, uint64_t end);
 
 /* What bpt_check() found broken (negated). */
 enum bpt_check_error {

@@ -137,8 +137,8 @@ bool memslot_hva_iter_next(struct memslot_hva_iter *it,
 	const struct memslot_slot *slot = NULL;
 
 	while (it->priv_tree) {
-		slot = bpt_overlap_next(hva_pos(it), it->priv_tree,
-					it->priv_start, it->priv_end);
+		slot = bpt_overlap_next(hva_pos(it), it->priv_start,
+					it->priv_end);
 		if (slot)
 			break;
 		hva_next_as(it);

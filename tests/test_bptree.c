@@ -290,10 +290,10 @@ static void check_overlap(const struct harness *h, uint64_t start,
 	bpt_overlap_init(&it, &h->t, start, end);
 	for (r = 0; r < h->nref; r++)
 		if (overlaps(h->ref[r], start, end))
-			assert_ptr_equal(bpt_overlap_next(&it, &h->t, start,
+			assert_ptr_equal(bpt_overlap_next(&it, start,
 							  end), h->ref[r]);
-	assert_null(bpt_overlap_next(&it, &h->t, start, end));
-	assert_null(bpt_overlap_next(&it, &h->t, start, end));
+	assert_null(bpt_overlap_next(&it, start, end));
+	assert_null(bpt_overlap_next(&it, start, end));
 }
 
 static void check_overlaps(struct harness *h)
@@ -891,7 +891,7 @@ static void test_empty_tree(void **state)
 	bpt_iter_seek_le(&it, &h.t, 7);
 	assert_null(bpt_iter_next(&it));
 	bpt_overlap_init(&it, &h.t, 0, UINT64_MAX);
-	assert_null(bpt_overlap_next(&it, &h.t, 0, UINT64_MAX));
+	assert_null(bpt_overlap_next(&it, 0, UINT64_MAX));
 	assert_int_equal(bpt_check(&h.t), 0);
 	assert_true(bpt_insert_inners(&h.t) >= 1);
 	/* Key 0 and the largest legal key. */
