@@ -1127,10 +1127,13 @@ static bool dirty_mismatch(uint32_t id, const char *what, uint64_t got,
 }
 
 /*
- * Data slot @k: KVM's log must be the guest's pages, libmemslot's the
- * device's, and the two merged (KVM's bitmap ORed into the library's,
- * then one harvest) exactly their union.  Slots have at most 3 pages: one
- * bitmap word.
+ * Data slot @k.  KVM's log holds every page the guest wrote; it may also
+ * hold pages the guest only read after the device wrote them: KVM maps a
+ * page writable on a read fault when the host page is writable, and
+ * counts it dirty then.  libmemslot's log holds exactly the device's
+ * pages.  Merged (KVM's bitmap ORed into the library's, then one
+ * harvest) they must be exactly the union.  Slots have at most 3 pages:
+ * one bitmap word.
  */
 static void check_slot_dirty(struct vmm *v, uint32_t k, unsigned int *bad)
 {
@@ -1154,7 +1157,10 @@ static void check_slot_dirty(struct vmm *v, uint32_t k, unsigned int *bad)
 	if (ret)
 		die("dirty log of slot %" PRIu32 ": %s", id,
 		    memslot_strerror(ret));
-	dirty_mismatch(id, "KVM's dirty log (guest writes)", kbits, want_g, bad);
+	dirty_mismatch(id, "guest-written pages missing from KVM's dirty log",
+		       want_g & ~kbits, 0, bad);
+	dirty_mismatch(id, "pages nobody wrote in KVM's dirty log",
+		       kbits & ~(want_g | want_d), 0, bad);
 	dirty_mismatch(id, "libmemslot's dirty page count (device writes)",
 		       count, (uint64_t)__builtin_popcountll(want_d), bad);
 	dirty_mismatch(id, "merged dirty log", ubits, want_g | want_d, bad);
