@@ -21,9 +21,9 @@
  * atomic, and racing guest or device accesses see bytes in any order.
  *
  * Writes can mark the pages they touch dirty, for live migration
- * (MEMSLOT_ACCESS_MARK_DIRTY); a page is marked after its bytes are
- * written, so a harvest of the dirty log never misses a write.  Slots have
- * no dirty bitmap yet: until dirty logging lands, marking does nothing.
+ * (MEMSLOT_ACCESS_MARK_DIRTY): in slots that log dirty pages, a page is
+ * marked after its bytes are written, so a harvest of the dirty log
+ * (memslot/dirty.h) never misses a write.
  *
  * Context: every call here runs inside a read section of the VM (see
  * memslot_read_lock()); the copied-to or mapped host memory belongs to the
