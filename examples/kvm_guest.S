@@ -191,7 +191,7 @@ report_failure:
 	call	push_arg
 	movl	%esi, %eax
 	subl	%ebp, %eax
-	shrl	$4, %eax
+	shrl	$4, %eax		/* / GUEST_OP_SIZE */
 	call	push_arg
 	movl	$GUEST_CMD_FAIL, %eax
 	call	command
