@@ -1115,15 +1115,18 @@ static uint64_t page_bits(const uint8_t *set, uint64_t first, uint64_t n)
 /* How many slots may differ before the report stops listing them. */
 #define MAX_REPORTED 10
 
-static bool dirty_mismatch(uint32_t id, const char *what, uint64_t got,
-			   uint64_t want, unsigned int *bad)
+/* Bitmaps print in hex (bit i: page i of the slot), counts in decimal. */
+static void dirty_mismatch(uint32_t id, const char *what, uint64_t got,
+			   uint64_t want, bool count, unsigned int *bad)
 {
-	if (got == want)
-		return false;
-	if ((*bad)++ < MAX_REPORTED)
+	if (got == want || (*bad)++ >= MAX_REPORTED)
+		return;
+	if (count)
+		fprintf(stderr, "kvm_vmm: slot %" PRIu32 ": %s %" PRIu64
+			", expected %" PRIu64 "\n", id, what, got, want);
+	else
 		fprintf(stderr, "kvm_vmm: slot %" PRIu32 ": %s %#" PRIx64
 			", expected %#" PRIx64 "\n", id, what, got, want);
-	return true;
 }
 
 /*
@@ -1158,12 +1161,13 @@ static void check_slot_dirty(struct vmm *v, uint32_t k, unsigned int *bad)
 		die("dirty log of slot %" PRIu32 ": %s", id,
 		    memslot_strerror(ret));
 	dirty_mismatch(id, "guest-written pages missing from KVM's dirty log",
-		       want_g & ~kbits, 0, bad);
+		       want_g & ~kbits, 0, false, bad);
 	dirty_mismatch(id, "pages nobody wrote in KVM's dirty log",
-		       kbits & ~(want_g | want_d), 0, bad);
-	dirty_mismatch(id, "libmemslot's dirty page count (device writes)",
-		       count, (uint64_t)__builtin_popcountll(want_d), bad);
-	dirty_mismatch(id, "merged dirty log", ubits, want_g | want_d, bad);
+		       kbits & ~(want_g | want_d), 0, false, bad);
+	dirty_mismatch(id, "dirty pages in libmemslot's log (device writes)",
+		       count, (uint64_t)__builtin_popcountll(want_d), true, bad);
+	dirty_mismatch(id, "merged dirty log", ubits, want_g | want_d, false,
+		       bad);
 	v->n.kvm_dirty += (uint64_t)__builtin_popcountll(kbits);
 	v->n.vmm_dirty += count;
 	v->n.dirty += (uint64_t)__builtin_popcountll(ubits);
@@ -1251,9 +1255,10 @@ static void summary(const struct vmm *v, double secs)
 	       " deletes; %" PRIu64 " MMIO exits, %" PRIu64 " port exits\n",
 	       n->bar_moves, n->bar_creates, n->bar_deletes, n->mmio_exits,
 	       n->io_exits);
-	printf("  dirty pages: %" PRIu64 " (KVM %" PRIu64 ", libmemslot %"
-	       PRIu64 "); %.2f s\n", n->dirty, n->kvm_dirty, n->vmm_dirty,
-	       secs);
+	printf("  dirty pages: %" PRIu64 " merged from KVM's log, %" PRIu64
+	       " (guest writes, and device pages the guest read),\n"
+	       "  and libmemslot's, %" PRIu64 "; %.2f s in all\n", n->dirty,
+	       n->kvm_dirty, n->vmm_dirty, secs);
 }
 
 int main(int argc, char **argv)
