@@ -198,10 +198,14 @@ static inline unsigned int bpt_node_search(const struct bpt_node *nd,
 	const uint64_t *k = nd->keys;
 	unsigned int i = 0;
 
-	/* Written so that gcc and clang emit setcc/cmov/sbb, no jumps. */
-	i = k[i + 8] <= key ? i + 8 : i;
-	i = k[i + 4] <= key ? i + 4 : i;
-	i = k[i + 2] <= key ? i + 2 : i;
+	/*
+	 * Arithmetic on the comparison results, not conditional moves: gcc
+	 * turned one of "i = k[..] <= key ? i + 2 : i" into a jump, which a
+	 * random lookup mispredicts half the time on every level.
+	 */
+	i += (unsigned int)(k[i + 8] <= key) << 3;
+	i += (unsigned int)(k[i + 4] <= key) << 2;
+	i += (unsigned int)(k[i + 2] <= key) << 1;
 	i += k[i + 1] <= key;
 	return i;
 }
