@@ -218,14 +218,30 @@ static inline uint64_t bpt_key_clamp(uint64_t key)
 	return key - (key == BPT_KEY_NONE);
 }
 
+/*
+ * Start loading the values (and ends) of a node while its keys are still
+ * being compared: on a cold tree each level would otherwise wait for its
+ * keys and then, in a second miss, for the chosen child pointer.  Both
+ * halves of the 16 cells, so the pick costs no miss of its own.
+ */
+static inline void bpt_prefetch(const void *cells)
+{
+	__builtin_prefetch(cells);
+	__builtin_prefetch((const char *)cells + BPT_FANOUT / 2 * 8);
+}
+
 /* The leaf whose cell bpt_node_search() picks for @key; @t not empty. */
 static inline const struct bpt_node *bpt_leaf_for(const struct bpt *t,
 						  uint64_t key)
 {
 	const struct bpt_node *nd = t->root;
 
-	for (unsigned int l = t->depth; l > 1; l--)
+	for (unsigned int l = t->depth; l > 1; l--) {
+		bpt_prefetch(&nd->vals[0]);
 		nd = (const struct bpt_node *)nd->vals[bpt_node_search(nd, key)];
+	}
+	bpt_prefetch(&nd->vals[0]);
+	bpt_prefetch(&nd->ends[0]);
 	return nd;
 }
 
