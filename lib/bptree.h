@@ -198,10 +198,14 @@ static inline unsigned int bpt_node_search(const struct bpt_node *nd,
 	const uint64_t *k = nd->keys;
 	unsigned int i = 0;
 
-	/* Written so that gcc and clang emit setcc/cmov/sbb, no jumps. */
-	i = k[i + 8] <= key ? i + 8 : i;
-	i = k[i + 4] <= key ? i + 4 : i;
-	i = k[i + 2] <= key ? i + 2 : i;
+	/*
+	 * Arithmetic on the comparison results, not conditional moves: gcc
+	 * turned one of "i = k[..] <= key ? i + 2 : i" into a jump, which a
+	 * random lookup mispredicts half the time on every level.
+	 */
+	i += (unsigned int)(k[i + 8] <= key) << 3;
+	i += (unsigned int)(k[i + 4] <= key) << 2;
+	i += (unsigned int)(k[i + 2] <= key) << 1;
 	i += k[i + 1] <= key;
 	return i;
 }
@@ -214,14 +218,30 @@ static inline uint64_t bpt_key_clamp(uint64_t key)
 	return key - (key == BPT_KEY_NONE);
 }
 
+/*
+ * Start loading the values (and ends) of a node while its keys are still
+ * being compared: on a cold tree each level would otherwise wait for its
+ * keys and then, in a second miss, for the chosen child pointer.  Both
+ * halves of the 16 cells, so the pick costs no miss of its own.
+ */
+static inline void bpt_prefetch(const void *cells)
+{
+	__builtin_prefetch(cells);
+	__builtin_prefetch((const char *)cells + BPT_FANOUT / 2 * 8);
+}
+
 /* The leaf whose cell bpt_node_search() picks for @key; @t not empty. */
 static inline const struct bpt_node *bpt_leaf_for(const struct bpt *t,
 						  uint64_t key)
 {
 	const struct bpt_node *nd = t->root;
 
-	for (unsigned int l = t->depth; l > 1; l--)
+	for (unsigned int l = t->depth; l > 1; l--) {
+		bpt_prefetch(&nd->vals[0]);
 		nd = (const struct bpt_node *)nd->vals[bpt_node_search(nd, key)];
+	}
+	bpt_prefetch(&nd->vals[0]);
+	bpt_prefetch(&nd->ends[0]);
 	return nd;
 }
 

@@ -16,6 +16,7 @@
 #include "reclaim.h"
 #include "slot.h"
 #include "vm.h"
+#include "tls.h"
 
 /* The first published struct memslot_notifier_ops ends with @ctx. */
 #define OPS_MIN_SIZE \
@@ -26,7 +27,7 @@
 
 /* Hooks running on this thread: a hook calling back into the notifier
  * would take the lock its own dispatch holds. */
-static _Thread_local unsigned int hook_depth;
+static MEMSLOT_TLS_FAST unsigned int hook_depth;
 
 void notifier_init(struct notifier *nt)
 {

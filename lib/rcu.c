@@ -17,6 +17,7 @@
 #include <memslot/rcu.h>
 
 #include "rcu_misuse.h"
+#include "tls.h"
 
 /* ---- misuse ------------------------------------------------------------ */
 
@@ -100,7 +101,7 @@ struct urcu_thread {
 	bool implicit;		/* registered by a read lock, until exit */
 };
 
-static _Thread_local struct urcu_thread ut;
+static MEMSLOT_TLS_FAST struct urcu_thread ut;
 
 static void urcu_attach(void)
 {
@@ -197,7 +198,7 @@ struct reader {
 	struct reader *next;
 };
 
-static _Thread_local struct reader self;
+static MEMSLOT_TLS_FAST struct reader self;
 static struct reader *readers;
 static pthread_mutex_t readers_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic uint64_t global_epoch = 1;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "vm.h"
+#include "tls.h"
 
 static int as_init(struct memslot_vm *vm, unsigned int as_id)
 {
@@ -148,8 +149,8 @@ void memslot_vm_destroy(struct memslot_vm *vm)
  * lock its own thread holds.  Counted in every build: the cost is one
  * thread-local add per section, not per lookup.
  */
-static _Thread_local unsigned int read_depth;
-static _Thread_local unsigned int writer_depth;
+static MEMSLOT_TLS_FAST unsigned int read_depth;
+static MEMSLOT_TLS_FAST unsigned int writer_depth;
 
 bool vm_may_wait(void)
 {
