@@ -216,6 +216,12 @@ struct memslot_config {
  *
  * 4 KiB pages, 1 address space, 32764 user ids of 32767, 2^31 - 1 pages per
  * slot, hva below 0x7ffffffff000, max gfn 2^40 - 1, READONLY supported.
+ *
+ * The max gfn is not a KVM rule but the host's: KVM refuses a slot that
+ * ends above what its MMU can map, which depends on the CPU's physical
+ * address width (and, nested, on what the outer hypervisor reports).
+ * 2^40 - 1 is a common floor; a VMM that mirrors slots into KVM should set
+ * @cfg->max_gfn from the host it runs on.
  */
 void memslot_config_init_x86_64(struct memslot_config *cfg);
 
