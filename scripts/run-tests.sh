@@ -102,6 +102,13 @@ count() {
 	skipped=$((skipped + ${skip:-0}))
 }
 
+# failed_tests LOG: the names of the tests a meson test log reports as
+# failed, so the summary at the end says which ones.
+failed_tests() {
+	awk '/^ *[0-9]+\/[0-9]+ / && / (FAIL|TIMEOUT|UNEXPECTEDPASS|ERROR) / {
+		print $4 }' "$1" | sort -u | tr '\n' ' '
+}
+
 # run_meson_test NAME LABEL [ENV=VALUE...] -- [MESON TEST ARG...]
 # Runs meson test in $BUILD_ROOT/NAME, logging both streams (cmocka
 # reports on stderr), and records the results.
@@ -119,7 +126,7 @@ run_meson_test() {
 	set -e
 	count "$log"
 	if [ "$rc" -ne 0 ]; then
-		problems+=("$name: $label")
+		problems+=("$name: $label: $(failed_tests "$log")")
 		# meson itself failing leaves no summary to count.
 		[ "$last_fail" -gt 0 ] || failed=$((failed + 1))
 	fi
