@@ -318,8 +318,10 @@ void register_reader_once(memslot_vm *vm)
 enum class Cache { set, vcpu, none };
 
 // libmemslot through its public API.  GP: the default backend (liburcu
-// memb, a grace period per swap); otherwise memslot_rcu_none().
-template <Cache C, bool GP>
+// memb, a grace period per swap); otherwise memslot_rcu_none().  Deferred:
+// changes go through memslot_set_regions_deferred(), so the writer does
+// not wait for the grace period (the VM's reclaim thread does).
+template <Cache C, bool GP, bool Deferred = false>
 class MemslotImpl {
 public:
 	static const char *name()
@@ -328,6 +330,8 @@ public:
 			return "libmemslot-vcpu";
 		if (C == Cache::none)
 			return "libmemslot-nocache";
+		if (Deferred)
+			return "libmemslot-deferred";
 		return GP ? "libmemslot" : "libmemslot-nogp";
 	}
 	static constexpr bool kGP = GP;
@@ -372,14 +376,14 @@ public:
 	int insert(const base_slot &s)
 	{
 		regs_[s.id] = to_region(s);
-		return memslot_set_region(vm_, &regs_[s.id], nullptr);
+		return set(regs_[s.id]);
 	}
 	int remove(uint32_t id)
 	{
 		memslot_region r = regs_[id];
 
 		r.memory_size = 0;
-		return memslot_set_region(vm_, &r, nullptr);
+		return set(r);
 	}
 	int move(uint32_t id, uint64_t base)
 	{
@@ -461,9 +465,15 @@ public:
 	}
 
 private:
+	int set(const memslot_region &r)
+	{
+		if (Deferred)
+			return memslot_set_regions_deferred(vm_, &r, 1, nullptr);
+		return memslot_set_region(vm_, &r, nullptr);
+	}
 	int update(const memslot_region &r)
 	{
-		int err = memslot_set_region(vm_, &r, nullptr);
+		int err = set(r);
 
 		if (!err)
 			regs_[r.slot] = r;
@@ -479,6 +489,7 @@ using Libmemslot = MemslotImpl<Cache::set, true>;
 using LibmemslotNogp = MemslotImpl<Cache::set, false>;
 using LibmemslotVcpu = MemslotImpl<Cache::vcpu, true>;
 using LibmemslotNocache = MemslotImpl<Cache::none, true>;
+using LibmemslotDeferred = MemslotImpl<Cache::set, true, true>;
 
 #ifdef MEMSLOT_BENCH_VMM
 // rust-vmm vm-memory through bench/vm-memory: a GuestMemoryMmap whose
@@ -1965,6 +1976,10 @@ void add_big()
 	add("create", Libmemslot::name(), n, [n](benchmark::State &st) {
 		bm_create_delete<Libmemslot>(st, n, Op::create);
 	});
+	add("create", LibmemslotDeferred::name(), n,
+	    [n](benchmark::State &st) {
+		    bm_create_delete<LibmemslotDeferred>(st, n, Op::create);
+	    });
 	add("create", Impl_rbtree::name(), n, [n](benchmark::State &st) {
 		bm_create_delete<Impl_rbtree>(st, n, Op::create);
 	});
