@@ -72,7 +72,8 @@ struct shape {
 	uint64_t base;
 	uint64_t npages;
 	uint64_t hva;
-	const struct rec *rec;
+	/* not const: it goes into memslot_region.user_data, a plain void * */
+	struct rec *rec;
 };
 
 struct layout {
@@ -169,12 +170,12 @@ static bool make_mid(const struct layout *prev, const struct layout *next,
 
 /* ---- the pure checker, on hand-made views ---------------------------- */
 
-static const struct rec rec_a = { 1, 0x30, 0x100000, 0 };
-static const struct rec rec_a2 = { 1, 0x10, 0x100000, 1 };
-static const struct rec rec_b = { 2, 0x10, 0x110000, 1 };
-static const struct rec rec_c = { 3, 0x10, 0x120000, 1 };
+static struct rec rec_a = { 1, 0x30, 0x100000, 0 };
+static struct rec rec_a2 = { 1, 0x10, 0x100000, 1 };
+static struct rec rec_b = { 2, 0x10, 0x110000, 1 };
+static struct rec rec_c = { 3, 0x10, 0x120000, 1 };
 
-static struct shape sh(const struct rec *r, uint64_t base, uint32_t flags)
+static struct shape sh(struct rec *r, uint64_t base, uint32_t flags)
 {
 	struct shape s = { r->id, flags, base, r->npages, r->hva, r };
 
@@ -601,7 +602,7 @@ static struct memslot_region req_of(const struct shape *s)
 		.guest_phys_addr = s->base * PAGE,
 		.memory_size = s->npages * PAGE,
 		.userspace_addr = s->hva,
-		.user_data = (void *)s->rec,
+		.user_data = s->rec,
 	};
 
 	return r;
