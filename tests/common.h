@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Helpers shared by the test programs (built once, as tests/libtest_common):
- * seeded random numbers, region requests, snapshots of a VM's layout to
- * show that a refused or failed call changed nothing, and an allocator
- * that counts bytes and fails a chosen call.
+ * Helpers shared by the test programs (built once, as the static library
+ * test_common): seeded random numbers, the length of timed cases, region
+ * requests, snapshots of a VM's layout to show that a refused or failed
+ * call changed nothing, and an allocator that counts bytes and fails a
+ * chosen call.
  *
- * The helpers that check something use cmocka's assertions, so a program
- * that calls them must include <cmocka.h> (with its prerequisites) first.
+ * The helpers that check something fail the running cmocka test, so they
+ * are for the main thread of a cmocka test only.
  */
 #ifndef MEMSLOT_TESTS_COMMON_H
 #define MEMSLOT_TESTS_COMMON_H
