@@ -35,10 +35,19 @@ static const struct bpt_inner *cinner_of(const struct bpt_node *nd)
 	return (const struct bpt_inner *)nd;
 }
 
-/* Writer paths reuse struct bpt_iter; the nodes on them are the writer's. */
+/*
+ * Writer paths reuse struct bpt_iter, whose node array is const for the
+ * readers that share the type.  Every node on a writer's path was reached
+ * from the writer's own tree (its root, then child pointers, which are not
+ * const) and is the writer's to change, so giving the const back is sound;
+ * a second path type would duplicate the descent and leaf-step code.
+ */
 static struct bpt_node *path_node(const struct bpt_iter *p, int level)
 {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wcast-qual"
 	return (struct bpt_node *)p->node[level];
+#pragma GCC diagnostic pop
 }
 
 static size_t node_size(bool leaf)

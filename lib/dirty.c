@@ -43,6 +43,20 @@ static uint64_t bits(unsigned int lo, unsigned int hi)
  */
 #define DIRTY_FLIP_WORDS 4096
 
+/*
+ * A bitmap half as plain memory, for the moments no marker can reach it
+ * (freeing it, and the quiet half after a flip): mem_free(), memcpy() and
+ * memset() take plain pointers, and no conversion drops _Atomic without a
+ * cast.
+ */
+static void *words_plain(_Atomic uint64_t *w)
+{
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wcast-qual"
+	return (void *)w;
+#pragma GCC diagnostic pop
+}
+
 uint64_t dirty_alloc_bytes(uint64_t npages)
 {
 	return 2 * memslot_dirty_bitmap_bytes(npages);
@@ -74,7 +88,7 @@ void dirty_free(struct mem_alloc *a, struct memslot_slot *s)
 {
 	if (!s->dirty)
 		return;
-	mem_free(a, (void *)s->dirty, (size_t)dirty_alloc_bytes(s->npages));
+	mem_free(a, words_plain(s->dirty), (size_t)dirty_alloc_bytes(s->npages));
 	dirty_detach(s);
 }
 
@@ -296,7 +310,7 @@ static void *flip(struct memslot_vm *vm, struct memslot_slot *s)
 	/* Release: the clearing of @next comes before any mark into it. */
 	atomic_store_explicit(&s->dirty_live, next, memory_order_release);
 	vm->rcu.synchronize(vm->rcu.ctx);
-	return (void *)old;
+	return words_plain(old);
 }
 
 /*

@@ -1164,8 +1164,7 @@ static int validate_all(struct batch *b, const struct memslot_region *r,
 		return err;
 	}
 	for (size_t op = 0; op < n; op++) {
-		int err = validate_one(b, op, &r[op], rule);
-
+		err = validate_one(b, op, &r[op], rule);
 		if (err) {
 			/* out of memory is the batch's failure, not op's */
 			*failed = err == -ENOMEM ? n : op;

@@ -7,6 +7,8 @@
  */
 #include <errno.h>
 
+#include <memslot/access.h>
+
 #include "vcpu.h"
 #include "vm.h"
 

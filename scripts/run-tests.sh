@@ -191,7 +191,7 @@ fi
 if want asan; then
 	section_start "clang ASan+UBSan: suites unit dirty abi stress kvm notifier"
 	if CC=clang CXX=clang++ configure asan --buildtype=debug \
-		-Db_sanitize=address,undefined -Db_lundef=false -Dbench=false; then
+		-Db_sanitize=address,undefined -Dbench=false; then
 		test_wrap=("${no_aslr[@]}")
 		run_suites asan \
 			ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \

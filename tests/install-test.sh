@@ -14,7 +14,10 @@
 #   CC                    the build's C compiler (default cc)
 #   MEMSLOT_SANITIZE      the build's b_sanitize; the library's objects then
 #                         need the sanitizer runtime, so the programs are
-#                         built with the same -fsanitize
+#                         built with the same -fsanitize.  When it is
+#                         unset or none, the installed library is read
+#                         with nm instead (a sanitizer given in CFLAGS or
+#                         c_args leaves its runtime's symbols there)
 #   MEMSLOT_LIBRARY_KIND  the build's default_library: shared, static or both
 set -euo pipefail
 
@@ -25,14 +28,6 @@ program=${4:?}
 cc=${CC:-cc}
 kind=${MEMSLOT_LIBRARY_KIND:-both}
 sanitize=${MEMSLOT_SANITIZE:-none}
-
-# An instrumented library calls into the sanitizer runtime, which must be
-# in the program (clang links it statically into executables only) and
-# loaded first (gcc's libasan refuses to start otherwise).
-san_flags=()
-if [ "$sanitize" != none ]; then
-	san_flags=("-fsanitize=$sanitize")
-fi
 
 destdir=$(mktemp -d)
 trap 'rm -rf "$destdir"' EXIT
@@ -51,6 +46,21 @@ case $libdir in
 *) libpath=$root/$libdir ;;
 esac
 
+# sanitizers_of LIB...: the -fsanitize list that the instrumented objects
+# of the libraries need, from the runtime entry points they reference
+# (empty for a plain build).  The whole nm output is read before grep, as
+# in uses_installed_so below.
+sanitizers_of() {
+	local syms list=()
+
+	syms=$(nm -D "$@" 2>/dev/null; nm "$@" 2>/dev/null) || true
+	grep -qw __asan_init <<<"$syms" && list+=(address)
+	grep -qw __tsan_init <<<"$syms" && list+=(thread)
+	grep -q '__ubsan_handle_' <<<"$syms" && list+=(undefined)
+	local IFS=,
+	echo "${list[*]}"
+}
+
 for f in include/memslot/memslot.h include/memslot/alloc.h \
 	include/memslot/rcu.h include/memslot/nospec.h \
 	include/memslot/access.h; do
@@ -65,6 +75,24 @@ if has_static; then
 	[ -f "$libpath/libmemslot.a" ] || fail "no libmemslot.a"
 else
 	[ ! -e "$libpath/libmemslot.a" ] || fail "libmemslot.a installed by a shared-only build"
+fi
+
+# An instrumented library calls into the sanitizer runtime, which must be
+# in the program (clang links it statically into executables only) and
+# loaded first (gcc's libasan refuses to start otherwise).
+if [ "$sanitize" = none ]; then
+	libs_built=()
+	has_shared && libs_built+=("$libpath/libmemslot.so")
+	has_static && libs_built+=("$libpath/libmemslot.a")
+	found=$(sanitizers_of "${libs_built[@]}")
+	if [ -n "$found" ]; then
+		echo "the library is instrumented (nm): -fsanitize=$found"
+		sanitize=$found
+	fi
+fi
+san_flags=()
+if [ "$sanitize" != none ]; then
+	san_flags=("-fsanitize=$sanitize")
 fi
 
 # The .pc file names the final prefix; point it at the scratch copy.

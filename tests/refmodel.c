@@ -538,7 +538,7 @@ int ref_set_regions(struct ref_model *m, const struct memslot_config *cfg,
 {
 	struct ref_model copy;
 	struct touched *t;
-	unsigned int as_id = 0, a;
+	unsigned int as_id = 0, req_as;
 	uint32_t id;
 	size_t nt = 0;
 	int ret = 0;
@@ -559,7 +559,7 @@ int ref_set_regions(struct ref_model *m, const struct memslot_config *cfg,
 		ret = set_one(&copy, cfg, &regions[i], false, i ? (long)as_id : -1,
 			      n > 1, rule);
 		*failed = i;
-		ref_region_split(cfg, regions[i].slot, &a, &id);
+		ref_region_split(cfg, regions[i].slot, &req_as, &id);
 		if (!ret && copy.last_change != MEMSLOT_CHANGE_NONE)
 			touch(t, &nt, id, i);
 	}

@@ -29,9 +29,10 @@
 
 #include <memslot/access.h>
 
+#include "common.h"
 #include "dirty.h"
 
-#define PAGE 4096ull
+#define PAGE TC_PAGE
 #define BACK_PAGES 64u
 #define BACK_BYTES (BACK_PAGES * PAGE)
 #define GUEST_PAGES 64u
@@ -167,13 +168,9 @@ static void fixture_close(struct fixture *f)
 static int add_slot(struct fixture *f, unsigned int as_id,
 		    const struct slotdef *d)
 {
-	struct memslot_region r = {
-		.slot = as_id << 16 | d->id,
-		.flags = d->flags,
-		.guest_phys_addr = d->gfn * PAGE,
-		.memory_size = d->npages * PAGE,
-		.userspace_addr = hva_of(f, d->back_page),
-	};
+	struct memslot_region r = tc_region_pages(as_id, d->id, d->flags,
+						  d->gfn, d->npages,
+						  hva_of(f, d->back_page));
 	int err = memslot_set_region(f->vm, &r, NULL);
 
 	for (uint64_t p = 0; !err && as_id == 0 && p < d->npages; p++) {
@@ -873,10 +870,7 @@ static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
 static uint64_t rnd(uint64_t n)
 {
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return rng_state % n;
+	return tc_rng_xorshift(&rng_state) % n;
 }
 
 /* Up to 8 slots at random gfns (some touching), random backing pages

@@ -23,57 +23,24 @@
 
 #include <memslot/memslot.h>
 
-#define PAGE 4096ull
+#include "common.h"
+
+#define PAGE TC_PAGE
 #define NR_AS 2
 
-/* The allocator under test: counts calls and bytes, fails call @fail_at. */
-struct failer {
-	long calls;
-	long fail_at;		/* -1: never fail */
-	size_t live;
-};
-
-static void *fail_malloc(void *ctx, size_t size)
-{
-	struct failer *f = ctx;
-	void *p;
-
-	if (f->calls++ == f->fail_at)
-		return NULL;
-	p = malloc(size);
-	if (p)
-		f->live += size;
-	return p;
-}
-
-static void fail_free(void *ctx, void *ptr, size_t size)
-{
-	struct failer *f = ctx;
-
-	assert_true(f->live >= size);
-	f->live -= size;
-	free(ptr);
-}
-
-static struct failer failer = { .fail_at = -1 };
-static const struct memslot_allocator failing = {
-	.size = sizeof(struct memslot_allocator),
-	.malloc = fail_malloc,
-	.free = fail_free,
-	.ctx = &failer,
-};
+/* The allocator under test: counts calls and bytes, fails the Nth call. */
+static struct tc_alloc failer;
 
 static unsigned long cases;	/* (operation, N) pairs run */
 
 static void arm(long n)
 {
-	failer.calls = 0;
-	failer.fail_at = n;
+	tc_alloc_fail_nth(&failer, n);
 }
 
 static void disarm(void)
 {
-	failer.fail_at = -1;
+	tc_alloc_disarm(&failer);
 }
 
 static void config(struct memslot_config *cfg)
@@ -81,49 +48,17 @@ static void config(struct memslot_config *cfg)
 	memslot_config_init_x86_64(cfg);
 	cfg->nr_as = NR_AS;
 	cfg->rcu = memslot_rcu_none();
-	cfg->alloc = &failing;
+	cfg->alloc = &failer.ops;
 }
 
 /* ---- the observable state of a VM, as a vector of numbers ------------ */
 
-/* @pointers: record slot pointers (within one VM), or only whether a
- * lookup found a slot (to compare with another VM). */
-struct snap {
-	uint64_t *v;
-	size_t n, cap;
-	bool pointers;
-};
-
-static void put(struct snap *s, uint64_t x)
-{
-	if (s->n == s->cap) {
-		s->cap = s->cap ? 2 * s->cap : 256;
-		s->v = realloc(s->v, s->cap * sizeof(*s->v));
-		assert_non_null(s->v);
-	}
-	s->v[s->n++] = x;
-}
-
-static void put_slot(struct snap *s, const struct memslot_slot *slot)
-{
-	put(s, s->pointers ? (uintptr_t)slot : slot != NULL);
-	if (!slot)
-		return;
-	put(s, memslot_slot_base_gfn(slot));
-	put(s, memslot_slot_npages(slot));
-	put(s, memslot_slot_hva(slot));
-	put(s, memslot_slot_flags(slot));
-	put(s, memslot_slot_id(slot));
-	put(s, memslot_slot_as_id(slot));
-	put(s, (uintptr_t)memslot_slot_user_data(slot));
-}
-
 /* Lookups of every slot's first, last and next gfn, and of its id. */
-static void snap_lookups(struct snap *s, struct memslot_vm *vm,
+static void snap_lookups(struct tc_layout *s, struct memslot_vm *vm,
 			 unsigned int as_id)
 {
 	struct memslot_gfn_iter it;
-	const struct memslot_slot *slot;
+	const struct memslot_slot *slot, *found;
 	uint64_t probes[64];
 	size_t n = 0;
 
@@ -134,81 +69,75 @@ static void snap_lookups(struct snap *s, struct memslot_vm *vm,
 		probes[n++] = b;
 		probes[n++] = b + memslot_slot_npages(slot) - 1;
 		probes[n++] = b + memslot_slot_npages(slot);
-		put_slot(s, memslot_id_to_slot(vm, as_id,
-					       memslot_slot_id(slot)));
+		found = memslot_id_to_slot(vm, as_id, memslot_slot_id(slot));
+		tc_layout_put_slot(s, found);
 	}
 	for (size_t i = 0; i < n; i++) {
-		put_slot(s, memslot_gfn_to_slot(vm, as_id, probes[i]));
-		put_slot(s, memslot_search(vm, as_id, probes[i], true));
+		found = memslot_gfn_to_slot(vm, as_id, probes[i]);
+		tc_layout_put_slot(s, found);
+		found = memslot_search(vm, as_id, probes[i], true);
+		tc_layout_put_slot(s, found);
 	}
 }
 
-static void snap_as(struct snap *s, struct memslot_vm *vm,
+static void snap_as(struct tc_layout *s, struct memslot_vm *vm,
 		    unsigned int as_id)
 {
-	struct memslot_gfn_iter it;
-	const struct memslot_slot *slot;
 	struct memslot_stats st;
 	uint32_t id = 0;
 
-	put(s, memslot_generation(vm, as_id));
 	memslot_read_lock(vm);
-	memslot_gfn_iter_init(&it, vm, as_id, 0, UINT64_MAX);
-	while ((slot = memslot_gfn_iter_next(&it)))
-		put_slot(s, slot);
-	put(s, UINT64_MAX);
 	snap_lookups(s, vm, as_id);
 	memslot_read_unlock(vm);
-	put(s, (uint64_t)memslot_lowest_free_id(vm, as_id, &id));
-	put(s, id);
+	tc_layout_put(s, (uint64_t)memslot_lowest_free_id(vm, as_id, &id));
+	tc_layout_put(s, id);
 	assert_int_equal(memslot_vm_stats(vm, as_id, &st), 0);
-	put(s, st.used_ids);
-	put(s, st.free_user_ids);
-	put(s, st.total_pages);
+	tc_layout_put(s, st.used_ids);
+	tc_layout_put(s, st.free_user_ids);
+	tc_layout_put(s, st.total_pages);
 	/* the library's byte count follows the allocator's */
 	assert_int_equal(st.bytes, failer.live);
 }
 
-static void snap_take(struct snap *s, struct memslot_vm *vm)
+/*
+ * The layout (tc_layout_take()), then for each address space the lookups,
+ * the lowest free id and the counts, then the hva walk.  @pointers: slot
+ * pointers are recorded (within one VM), or only whether a lookup found a
+ * slot (to compare with another VM).
+ */
+static void snap_take(struct tc_layout *s, struct memslot_vm *vm,
+		      bool pointers)
 {
 	struct memslot_hva_iter it;
 	struct memslot_hva_hit hit;
 
-	s->n = 0;
+	tc_layout_take(s, vm, NR_AS, pointers);
 	for (unsigned int as_id = 0; as_id < NR_AS; as_id++)
 		snap_as(s, vm, as_id);
 	memslot_read_lock(vm);
 	memslot_hva_iter_init(&it, vm, 0, UINT64_MAX);
 	while (memslot_hva_iter_next(&it, &hit)) {
-		put_slot(s, hit.slot);
-		put(s, hit.hva_start);
-		put(s, hit.hva_end);
-		put(s, hit.gfn_start);
-		put(s, hit.gfn_end);
+		tc_layout_put_slot(s, hit.slot);
+		tc_layout_put(s, hit.hva_start);
+		tc_layout_put(s, hit.hva_end);
+		tc_layout_put(s, hit.gfn_start);
+		tc_layout_put(s, hit.gfn_end);
 	}
 	memslot_read_unlock(vm);
 }
 
-static bool snap_equal(const struct snap *a, const struct snap *b)
-{
-	return a->n == b->n && !memcmp(a->v, b->v, a->n * sizeof(*a->v));
-}
-
 /* ---- scenarios: a setup and one operation ---------------------------- */
 
+/* Slot @id of @as_id in pages, backed at page @hva_page; its user data
+ * tells slots apart across two VMs. */
 static struct memslot_region reg(unsigned int as_id, uint32_t id,
 				 uint32_t flags, uint64_t gfn,
 				 uint64_t npages, uint64_t hva_page)
 {
-	struct memslot_region r = {
-		.slot = as_id << 16 | id,
-		.flags = flags,
-		.guest_phys_addr = gfn * PAGE,
-		.memory_size = npages * PAGE,
-		.userspace_addr = hva_page * PAGE,
-		.user_data = (void *)(uintptr_t)(id + 1),
-	};
+	struct memslot_region r = tc_region_pages(as_id, id, flags, gfn, npages,
+						  hva_page * PAGE);
 
+	r.user_data = (void *)(uintptr_t)(id + 1);
 	return r;
 }
 
@@ -273,7 +202,7 @@ static int run_op(struct memslot_vm *vm, const struct scenario *sc,
 }
 
 /* The state after @sc with an allocator that never fails. */
-static void reference(const struct scenario *sc, struct snap *after)
+static void reference(const struct scenario *sc, struct tc_layout *after)
 {
 	struct memslot_vm *vm = setup(sc->nslots);
 	enum memslot_rule rule;
@@ -281,22 +210,22 @@ static void reference(const struct scenario *sc, struct snap *after)
 
 	assert_int_equal(run_op(vm, sc, &rule, &failed), 0);
 	assert_int_equal(rule, sc->want);
-	snap_take(after, vm);
+	snap_take(after, vm, false);
 	memslot_vm_destroy(vm);
 	assert_int_equal(failer.live, 0);
 }
 
 /* One (operation, N) case.  Return: the operation succeeded at once. */
 static bool one_case(const struct scenario *sc, long n,
-		     const struct snap *want_after)
+		     const struct tc_layout *want_after)
 {
-	struct snap before = { .pointers = true }, now = { .pointers = true };
+	struct tc_layout before = { 0 }, now = { 0 };
 	struct memslot_vm *vm = setup(sc->nslots);
 	enum memslot_rule rule = MEMSLOT_RULE_OK;
 	size_t failed;
 	int r, first;
 
-	snap_take(&before, vm);
+	snap_take(&before, vm, true);
 	arm(n);
 	first = r = run_op(vm, sc, &rule, &failed);
 	disarm();
@@ -306,8 +235,8 @@ static bool one_case(const struct scenario *sc, long n,
 			fail_msg("%s, N=%ld: %d rule %d", sc->name, n, r, rule);
 		if (sc->nreq > 1)
 			assert_int_equal(failed, sc->nreq);
-		snap_take(&now, vm);
-		if (!snap_equal(&before, &now))
+		snap_take(&now, vm, true);
+		if (!tc_layout_equal(&before, &now))
 			fail_msg("%s, N=%ld: state changed by a failed op",
 				 sc->name, n);
 		r = run_op(vm, sc, &rule, &failed);
@@ -315,21 +244,20 @@ static bool one_case(const struct scenario *sc, long n,
 			fail_msg("%s, N=%ld: retry gave %d", sc->name, n, r);
 	}
 	assert_int_equal(rule, sc->want);
-	now.pointers = false;
-	snap_take(&now, vm);
-	if (!snap_equal(want_after, &now))
+	snap_take(&now, vm, false);
+	if (!tc_layout_equal(want_after, &now))
 		fail_msg("%s, N=%ld: end state differs", sc->name, n);
 	memslot_vm_destroy(vm);
 	assert_int_equal(failer.live, 0);
-	free(before.v);
-	free(now.v);
+	tc_layout_free(&before);
+	tc_layout_free(&now);
 	return !first;
 }
 
 /* N = 0, 1, ... until the operation gets through. */
 static void run_scenario(const struct scenario *sc)
 {
-	struct snap after = { 0 };
+	struct tc_layout after = { 0 };
 	long n = 0;
 
 	reference(sc, &after);
@@ -338,7 +266,7 @@ static void run_scenario(const struct scenario *sc)
 		assert_true(n < 10000);
 	}
 	printf("  %-28s %ld failing allocation points\n", sc->name, n);
-	free(after.v);
+	tc_layout_free(&after);
 }
 
 #define ONE(...) .req = { __VA_ARGS__ }, .nreq = 1
@@ -552,18 +480,17 @@ static void test_vcpu_create(void **state)
 	(void)state;
 	for (n = 0;; n++) {
 		struct memslot_vcpu *vcpu = NULL;
-		struct snap before = { .pointers = true };
-		struct snap now = { .pointers = true };
+		struct tc_layout before = { 0 }, now = { 0 };
 		int r;
 
 		vm = setup(3);
-		snap_take(&before, vm);
+		snap_take(&before, vm, true);
 		arm(n);
 		r = memslot_vcpu_create(vm, &vcpu);
 		disarm();
 		cases++;
-		snap_take(&now, vm);
-		assert_true(snap_equal(&before, &now));
+		snap_take(&now, vm, true);
+		assert_true(tc_layout_equal(&before, &now));
 		if (r) {
 			assert_int_equal(r, -ENOMEM);
 			assert_int_equal(memslot_vcpu_create(vm, &vcpu), 0);
@@ -574,8 +501,8 @@ static void test_vcpu_create(void **state)
 		memslot_vcpu_destroy(vcpu);
 		memslot_vm_destroy(vm);
 		assert_int_equal(failer.live, 0);
-		free(before.v);
-		free(now.v);
+		tc_layout_free(&before);
+		tc_layout_free(&now);
 		if (!r)
 			break;
 	}
@@ -634,6 +561,7 @@ static int reset(void **state)
 	(void)state;
 	disarm();
 	failer.live = 0;
+	failer.blocks = 0;
 	return 0;
 }
 
@@ -650,5 +578,6 @@ int main(void)
 		cmocka_unit_test_setup(test_vm_create, reset),
 	};
 
+	tc_alloc_init(&failer);
 	return cmocka_run_group_tests(tests, NULL, report_cases);
 }

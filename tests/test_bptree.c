@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "bptree.h"
+#include "common.h"
 
 /* A tree value: the entry's key, its tie (orders equal keys; kept by a
  * replacement, as a slot id is) and, for augmented trees, its end. */
@@ -35,15 +36,6 @@ static uint64_t item_end(const void *val)
 static uint64_t item_tie(const void *val)
 {
 	return ((const struct item *)val)->tie;
-}
-
-/* xorshift64*: small, seeded, the same on every platform. */
-static uint64_t rnd(uint64_t *s)
-{
-	*s ^= *s >> 12;
-	*s ^= *s << 25;
-	*s ^= *s >> 27;
-	return *s * 0x2545f4914f6cdd1dull;
 }
 
 /* ---- the harness: a tree, its pool and the reference ---------------- */
@@ -77,7 +69,7 @@ static void h_init(struct harness *h, bool augmented, size_t nitems,
 	assert_non_null(h->items);
 	assert_non_null(h->ref);
 	h->nitems = nitems;
-	h->rng = seed * 0x9e3779b97f4a7c15ull + 1;
+	h->rng = tc_rng_seed(seed);
 	h->nkeys = 1u << 20;
 	h->key_step = 1;
 	h->max_len = 1;
@@ -154,22 +146,22 @@ static struct item *free_item(struct harness *h)
 	struct item *it;
 
 	do
-		it = &h->items[rnd(&h->rng) % h->nitems];
+		it = &h->items[tc_rng(&h->rng) % h->nitems];
 	while (it->in_tree || it->pinned);
 	return it;
 }
 
 static uint64_t random_key(struct harness *h)
 {
-	return 1 + rnd(&h->rng) % h->nkeys * h->key_step;
+	return 1 + tc_rng(&h->rng) % h->nkeys * h->key_step;
 }
 
 static uint64_t random_end(struct harness *h, uint64_t key)
 {
 	/* Mostly short intervals, a few long ones that cover many others. */
-	uint64_t len = 1 + rnd(&h->rng) % h->max_len;
+	uint64_t len = 1 + tc_rng(&h->rng) % h->max_len;
 
-	if (rnd(&h->rng) % 16 == 0)
+	if (tc_rng(&h->rng) % 16 == 0)
 		len *= 64;
 	return len < UINT64_MAX - key ? key + len : UINT64_MAX;
 }
@@ -248,9 +240,10 @@ static void check_lookups(struct harness *h)
 	for (j = 0; j < sizeof(fixed) / sizeof(fixed[0]); j++)
 		expect_find_le(h, fixed[j]);
 	for (j = 0; j < 6; j++)
-		expect_find_le(h, rnd(&h->rng) % (h->nkeys * h->key_step + 2));
+		expect_find_le(h, tc_rng(&h->rng) %
+				      (h->nkeys * h->key_step + 2));
 	for (j = 0; j < 4 && h->nref; j++) {
-		it = h->ref[rnd(&h->rng) % h->nref];
+		it = h->ref[tc_rng(&h->rng) % h->nref];
 		expect_find_le(h, it->key - 1);
 		expect_find_le(h, it->key);
 		expect_find_le(h, it->key + 1);
@@ -304,8 +297,8 @@ static void check_overlaps(struct harness *h)
 	check_overlap(h, 5, 5);
 	check_overlap(h, 9, 3);
 	for (j = 0; j < 4; j++) {
-		s = rnd(&h->rng) % span;
-		check_overlap(h, s, s + 1 + rnd(&h->rng) % (span / 8 + 1));
+		s = tc_rng(&h->rng) % span;
+		check_overlap(h, s, s + 1 + tc_rng(&h->rng) % (span / 8 + 1));
 		check_overlap(h, s, s + 1);
 	}
 }
@@ -322,7 +315,7 @@ static void check_full(struct harness *h)
 	for (j = 0; j < 3; j++)
 		check_seek_walk(h, random_key(h), 40);
 	if (h->nref)
-		check_seek_walk(h, h->ref[rnd(&h->rng) % h->nref]->key, 40);
+		check_seek_walk(h, h->ref[tc_rng(&h->rng) % h->nref]->key, 40);
 	if (h->t.end)
 		check_overlaps(h);
 }
@@ -332,22 +325,23 @@ static void check_full(struct harness *h)
 /* One random change, biased toward reaching @target entries. */
 static void random_step(struct harness *h, size_t target)
 {
-	unsigned int dice = rnd(&h->rng) % 100;
+	unsigned int dice = tc_rng(&h->rng) % 100;
 	bool grow = h->nref < target ? dice < 70 : dice < 30;
 
 	if (h->nref == 0 || (grow && h->nref < h->nitems / 2))
 		h_insert(h, random_key(h));
 	else if (dice % 5 == 0)
-		h_replace(h, rnd(&h->rng) % h->nref);
+		h_replace(h, tc_rng(&h->rng) % h->nref);
 	else
-		h_remove(h, rnd(&h->rng) % h->nref);
+		h_remove(h, tc_rng(&h->rng) % h->nref);
 }
 
 static size_t random_target(struct harness *h)
 {
 	static const size_t targets[] = { 0, 20, 300, 1500, 4000 };
 
-	return targets[rnd(&h->rng) % (sizeof(targets) / sizeof(targets[0]))];
+	return targets[tc_rng(&h->rng) %
+		       (sizeof(targets) / sizeof(targets[0]))];
 }
 
 static void random_run(struct harness *h, unsigned int steps)
@@ -489,12 +483,12 @@ static void test_one_key_many_values(void **state)
 	}
 	check_full(&h);
 	for (k = 0; k < 700; k++) {
-		h_replace(&h, rnd(&h.rng) % h.nref);
+		h_replace(&h, tc_rng(&h.rng) % h.nref);
 		if (k % 8 == 0)
 			check_full(&h);
 	}
 	while (h.nref) {
-		h_remove(&h, rnd(&h.rng) % h.nref);
+		h_remove(&h, tc_rng(&h.rng) % h.nref);
 		if (h.nref % 8 == 0)
 			check_full(&h);
 	}
@@ -780,60 +774,33 @@ static void test_remove_merges(void **state)
 	for (k = 0; k < 8000; k++)
 		h_insert(&h, 1 + k);
 	while (h.nref > 400)
-		h_remove(&h, rnd(&h.rng) % h.nref);
+		h_remove(&h, tc_rng(&h.rng) % h.nref);
 	check_full(&h);
 	/* Neighbours mostly hold more than a node's worth together. */
 	assert_true(count_leaves(&h.t) <= 400 / 8 + 400 / 64 + 4);
 	while (h.nref > 10)
-		h_remove(&h, rnd(&h.rng) % h.nref);
+		h_remove(&h, tc_rng(&h.rng) % h.nref);
 	check_full(&h);
 	assert_true(h.t.depth <= 2);
 	h_fini(&h);
 }
 
-/* An allocator that fails after a number of successes and counts blocks. */
-struct failing {
-	unsigned int successes_left;
-	long blocks;
-};
-
-static void *failing_malloc(void *ctx, size_t size)
-{
-	struct failing *f = ctx;
-
-	if (f->successes_left == 0)
-		return NULL;
-	f->successes_left--;
-	f->blocks++;
-	return malloc(size);
-}
-
-static void failing_free(void *ctx, void *ptr, size_t size)
-{
-	struct failing *f = ctx;
-
-	(void)size;
-	f->blocks--;
-	free(ptr);
-}
-
 static void test_pool_enomem(void **state)
 {
-	struct failing f = { 0, 0 };
-	const struct memslot_allocator ops = {
-		sizeof(ops), failing_malloc, failing_free, &f,
-	};
+	struct tc_alloc f;
 	struct mem_alloc alloc;
 	struct bpt_pool pool;
 
 	(void)state;
-	mem_alloc_init(&alloc, &ops);
+	tc_alloc_init(&f);
+	tc_alloc_fail_from(&f, 0);
+	mem_alloc_init(&alloc, &f.ops);
 	bpt_pool_init(&pool, &alloc);
-	f.successes_left = 2;		/* fails among the leaves */
+	tc_alloc_fail_from(&f, 2);	/* fails among the leaves */
 	assert_int_equal(bpt_pool_reserve(&pool, 4, 4), -ENOMEM);
 	assert_int_equal(pool.nleaves, 2);
 	assert_int_equal(pool.ninners, 0);
-	f.successes_left = 5;		/* fails among the inners */
+	tc_alloc_fail_from(&f, 5);	/* fails among the inners */
 	assert_int_equal(bpt_pool_reserve(&pool, 4, 4), -ENOMEM);
 	assert_int_equal(pool.nleaves, 4);
 	assert_int_equal(pool.ninners, 3);

@@ -17,47 +17,19 @@
 
 #include <memslot/memslot.h>
 
-#define PAGE 4096ull
+#include "common.h"
+
+#define PAGE TC_PAGE
 
 /* Counts the bytes a VM holds, so a refused config can be shown to leave
- * nothing behind. */
-struct counter {
-	size_t live;
-	unsigned long calls;
-};
-
-static void *count_malloc(void *ctx, size_t size)
-{
-	struct counter *c = ctx;
-	void *p = malloc(size);
-
-	c->calls++;
-	if (p)
-		c->live += size;
-	return p;
-}
-
-static void count_free(void *ctx, void *ptr, size_t size)
-{
-	struct counter *c = ctx;
-
-	c->live -= size;
-	free(ptr);
-}
-
-static struct counter counter;
-static const struct memslot_allocator counting = {
-	.size = sizeof(struct memslot_allocator),
-	.malloc = count_malloc,
-	.free = count_free,
-	.ctx = &counter,
-};
+ * nothing behind (it never fails). */
+static struct tc_alloc counter;
 
 static void base_config(struct memslot_config *cfg)
 {
 	memslot_config_init_x86_64(cfg);
 	cfg->rcu = memslot_rcu_none();
-	cfg->alloc = &counting;
+	cfg->alloc = &counter.ops;
 }
 
 /* @cfg must be refused with -EINVAL, leave *out alone and allocate
@@ -139,7 +111,7 @@ static void test_id_bits(void **state)
 	expect_einval(&cfg);
 	memslot_config_init_unbounded(&cfg);
 	cfg.rcu = memslot_rcu_none();
-	cfg.alloc = &counting;
+	cfg.alloc = &counter.ops;
 	assert_int_equal(cfg.id_bits, 32);
 	expect_ok(&cfg);
 }
@@ -182,7 +154,7 @@ static void test_ids_fit(void **state)
 
 	memslot_config_init_unbounded(&cfg);
 	cfg.rcu = memslot_rcu_none();
-	cfg.alloc = &counting;
+	cfg.alloc = &counter.ops;
 	cfg.nr_as = 2;		/* no bits left for an address space */
 	expect_einval(&cfg);
 }
@@ -669,5 +641,6 @@ int main(void)
 		cmocka_unit_test(test_deadlock),
 	};
 
+	tc_alloc_init(&counter);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,6 +26,7 @@
 
 #include <memslot/memslot.h>
 
+#include "common.h"
 #include "refmodel.h"
 
 #define DEFAULT_OPS 3000
@@ -38,15 +39,6 @@
  * LOG_DIRTY_PAGES only on slots up to this many pages. */
 #define LOG_MAX_PAGES 4096
 #define LOG_WORDS (LOG_MAX_PAGES / 64)
-
-/* xorshift64*: small, seeded, the same on every platform. */
-static uint64_t rnd(uint64_t *s)
-{
-	*s ^= *s >> 12;
-	*s ^= *s << 25;
-	*s ^= *s >> 27;
-	return *s * 0x2545f4914f6cdd1dull;
-}
 
 /**
  * struct diff - one sequence: the library, the model and the generator
@@ -123,7 +115,7 @@ static uint64_t page_size(const struct diff *d)
 
 static uint64_t pick(struct diff *d, uint64_t n)
 {
-	return n ? rnd(&d->rng) % n : 0;
+	return tc_rng_below(&d->rng, n);
 }
 
 static bool chance(struct diff *d, unsigned int percent)
@@ -217,7 +209,7 @@ static uint64_t pick_size(struct diff *d)
 	case 1:
 		return (maxp < cap ? maxp + 1 : cap) << d->cfg.page_shift;
 	case 2:
-		return rnd(&d->rng) & ~(p - 1);
+		return tc_rng(&d->rng) & ~(p - 1);
 	case 3:
 		return (1 + pick(d, 8)) * p + 1 + pick(d, p - 1);
 	case 4:
@@ -244,7 +236,7 @@ static uint64_t pick_gpa(struct diff *d, uint64_t size)
 			return pick(d, d->gfn_span) * p;
 		return (top + pick(d, 3) - 1) << d->cfg.page_shift;
 	case 3:
-		return rnd(&d->rng) & ~(p - 1);
+		return tc_rng(&d->rng) & ~(p - 1);
 	default:
 		return pick(d, d->gfn_span) * p;
 	}
@@ -572,7 +564,7 @@ static void check_stats(struct diff *d, unsigned int as_id)
 static uint64_t random_gfn(struct diff *d)
 {
 	if (chance(d, 10))
-		return rnd(&d->rng) >> pick(d, 64);
+		return tc_rng(&d->rng) >> pick(d, 64);
 	return pick(d, d->gfn_span + 16);
 }
 
@@ -581,7 +573,7 @@ static uint64_t random_hva(struct diff *d)
 	if (chance(d, 70))
 		return d->hva_window + pick(d, (d->window_pages + 4) *
 						  page_size(d));
-	return rnd(&d->rng) % d->cfg.hva_limit;
+	return tc_rng(&d->rng) % d->cfg.hva_limit;
 }
 
 static void check_queries(struct diff *d)
@@ -1019,7 +1011,7 @@ static void dirty_clear(struct diff *d, uint32_t arg, uint64_t npages)
 	uint64_t bm[LOG_WORDS + 2], first, num;
 
 	for (size_t i = 0; i < LOG_WORDS + 2; i++)
-		bm[i] = rnd(&d->rng) & rnd(&d->rng);
+		bm[i] = tc_rng(&d->rng) & tc_rng(&d->rng);
 	first = chance(d, 80) ? 64 * pick(d, npages / 64 + 2)
 			      : pick(d, npages + 2);
 	num = first > npages || chance(d, 20) ? pick(d, 130)
@@ -1115,7 +1107,7 @@ static void diff_setup(struct diff *d, const struct diff_params *p,
 	d->cfg.rcu = memslot_rcu_none();
 	d->deferred = p->deferred;
 	d->seed = seed;
-	d->rng = seed * 0x9e3779b97f4a7c15ull + 1;
+	d->rng = tc_rng_seed(seed);
 	d->id_span = p->id_span;
 	d->gfn_span = p->gfn_span;
 	d->window_pages = 16;

@@ -17,9 +17,10 @@
 
 #include <cmocka.h>
 
+#include "common.h"
 #include "vm.h"
 
-#define PAGE 4096ull
+#define PAGE TC_PAGE
 #define LOG MEMSLOT_MEM_LOG_DIRTY_PAGES
 #define MAXW 8
 #define MAXHOOK 16
@@ -104,10 +105,8 @@ static void fx_fini(struct fixture *f)
 static int set(struct fixture *f, uint32_t slot, uint32_t flags, uint64_t gfn,
 	       uint64_t npages)
 {
-	struct memslot_region r = {
-		.slot = slot, .flags = flags, .guest_phys_addr = gfn * PAGE,
-		.memory_size = npages * PAGE, .userspace_addr = 0x10000000,
-	};
+	struct memslot_region r = tc_region(slot, flags, gfn * PAGE,
+					    npages * PAGE, 0x10000000);
 
 	return memslot_set_region(f->vm, &r, NULL);
 }
@@ -115,10 +114,8 @@ static int set(struct fixture *f, uint32_t slot, uint32_t flags, uint64_t gfn,
 static int set_deferred(struct fixture *f, uint32_t slot, uint32_t flags,
 			uint64_t gfn, uint64_t npages)
 {
-	struct memslot_region r = {
-		.slot = slot, .flags = flags, .guest_phys_addr = gfn * PAGE,
-		.memory_size = npages * PAGE, .userspace_addr = 0x10000000,
-	};
+	struct memslot_region r = tc_region(slot, flags, gfn * PAGE,
+					    npages * PAGE, 0x10000000);
 	struct memslot_txn_result res = { 0 };
 	int err = memslot_set_regions_deferred(f->vm, &r, 1, &res);
 

@@ -37,17 +37,10 @@
 
 #include <memslot/memslot.h>
 
+#include "common.h"
 #include "vm.h"		/* dirty.flip_words */
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-
-#define PAGE 4096ull
+#define PAGE TC_PAGE
 #define NPAGES 1000		/* not a multiple of 64: a partial last word */
 #define WORDS ((NPAGES + 63) / 64)
 #define MARKERS 3
@@ -66,22 +59,6 @@ struct stress {
 	_Atomic uint64_t harvested[NPAGES];
 	uint64_t base;
 };
-
-static double seconds(void)
-{
-	const char *e = getenv("MEMSLOT_STRESS_SECONDS");
-	double s = e ? strtod(e, NULL) : 1.0;
-
-	return s > 0 ? s : 1.0;
-}
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* The protect hook: the bits a harvest or clear took. */
 static void on_protect(void *ctx, const struct memslot_slot *slot,
@@ -202,7 +179,7 @@ static uint64_t marks_issued(struct stress *st)
 
 static bool keep_going(struct stress *st, double end, unsigned int rounds)
 {
-	double t = now();
+	double t = tc_now();
 
 	if (t >= end + GIVE_UP)
 		return false;
@@ -214,11 +191,11 @@ static unsigned int run(struct stress *st, uint64_t *first, uint64_t *marks)
 {
 	struct memslot_config cfg;
 	struct marker m[MARKERS];
-	double end = now() + seconds();
+	double end = tc_now() + tc_stress_seconds(1.0);
 	unsigned int rounds = 0, bad;
 
 	memslot_config_init_x86_64(&cfg);
-#ifdef UNDER_TSAN
+#ifdef TC_UNDER_TSAN
 	cfg.rcu = memslot_rcu_counter();	/* orderings TSan can see */
 #endif
 	assert_int_equal(memslot_vm_create(&cfg, &st->vm), 0);

@@ -41,7 +41,9 @@
 
 #include <memslot/memslot.h>
 
-#define PAGE 4096ull
+#include "common.h"
+
+#define PAGE TC_PAGE
 #define SMALL_IDS 48		/* ids the random phase mostly uses */
 #define HUGE_ID0 200		/* ids reserved for huge requests */
 #define HUGE_IDS 2
@@ -91,18 +93,9 @@ static const char *kvm_path(void)
 
 static int kvm_fd = -1;
 
-static uint64_t rnd(struct pair *p)
-{
-	/* xorshift64*: enough for test data, reproducible per seed */
-	p->rng ^= p->rng >> 12;
-	p->rng ^= p->rng << 25;
-	p->rng ^= p->rng >> 27;
-	return p->rng * 2685821657736338717ull;
-}
-
 static uint64_t below(struct pair *p, uint64_t n)
 {
-	return n ? rnd(p) % n : 0;
+	return tc_rng_below(&p->rng, n);
 }
 
 static int kvm_cap(int fd, long cap)
@@ -134,7 +127,7 @@ static void pair_open(struct pair *p, uint64_t seed)
 	int nr_as, r;
 
 	memset(p, 0, sizeof(*p));
-	p->rng = seed * 0x9e3779b97f4a7c15ull + 1;
+	p->rng = tc_rng_seed(seed);
 	p->vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);
 	assert_true(p->vm_fd >= 0);
 	memslot_config_init_x86_64(&p->cfg);
@@ -325,15 +318,7 @@ static struct memslot_region region(unsigned int as_id, uint32_t id,
 				    uint32_t flags, uint64_t gpa,
 				    uint64_t size, uint64_t hva)
 {
-	struct memslot_region r = {
-		.slot = as_id << 16 | id,
-		.flags = flags,
-		.guest_phys_addr = gpa,
-		.memory_size = size,
-		.userspace_addr = hva,
-	};
-
-	return r;
+	return tc_region(as_id << 16 | id, flags, gpa, size, hva);
 }
 
 /* The library's current slot @id of @as_id as a request, or false. */

@@ -31,7 +31,9 @@
 
 #include <memslot/memslot.h>
 
-#define PAGE 4096ull
+#include "common.h"
+
+#define PAGE TC_PAGE
 #define IDS 12			/* slots the test uses */
 #define MAX_NPAGES 1100		/* largest slot */
 #define WORDS (MAX_NPAGES / 64 + 2)
@@ -58,17 +60,9 @@ static const char *kvm_path(void)
 	return p && *p ? p : "/dev/kvm";
 }
 
-static uint64_t rnd(struct pair *p)
-{
-	p->rng ^= p->rng >> 12;
-	p->rng ^= p->rng << 25;
-	p->rng ^= p->rng >> 27;
-	return p->rng * 2685821657736338717ull;
-}
-
 static uint64_t below(struct pair *p, uint64_t n)
 {
-	return n ? rnd(p) % n : 0;
+	return tc_rng_below(&p->rng, n);
 }
 
 static int kvm_cap(int fd, long cap)
@@ -92,7 +86,7 @@ static void pair_open(struct pair *p, uint64_t seed)
 	int nr_as;
 
 	memset(p, 0, sizeof(*p));
-	p->rng = seed * 0x9e3779b97f4a7c15ull + 1;
+	p->rng = tc_rng_seed(seed);
 	p->vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);
 	assert_true(p->vm_fd >= 0);
 	memslot_config_init_x86_64(&p->cfg);
@@ -134,10 +128,8 @@ static void set_slot(struct pair *p, uint32_t id, uint32_t flags,
 		.memory_size = npages * PAGE,
 		.userspace_addr = HVA + id * 4 * PAGE * MAX_NPAGES,
 	};
-	struct memslot_region r = {
-		.slot = id, .flags = flags, .guest_phys_addr = k.guest_phys_addr,
-		.memory_size = k.memory_size, .userspace_addr = k.userspace_addr,
-	};
+	struct memslot_region r = tc_region(id, flags, k.guest_phys_addr,
+					    k.memory_size, k.userspace_addr);
 	int kvm = ioctl(p->vm_fd, KVM_SET_USER_MEMORY_REGION, &k) ? -errno : 0;
 	int lib = memslot_set_region(p->vm, &r, NULL);
 
@@ -180,7 +172,7 @@ static void clear_log(struct pair *p, uint32_t slot, uint64_t first,
 	char what[96];
 
 	for (size_t i = 0; i < WORDS; i++)
-		bm[i] = rnd(p) & rnd(p);
+		bm[i] = tc_rng(&p->rng) & tc_rng(&p->rng);
 	snprintf(what, sizeof(what), "clear slot 0x%x first %llu num %u",
 		 slot, (unsigned long long)first, num);
 	verdict(p, what, ioctl(p->vm_fd, KVM_CLEAR_DIRTY_LOG, &c) ? -errno : 0,

@@ -27,7 +27,9 @@
 #include <memslot/memslot.h>
 #include <memslot/notifier.h>
 
-#define PAGE 4096ull
+#include "common.h"
+
+#define PAGE TC_PAGE
 #define HVA 0x10000000ull
 #define MAX_CALLS 32
 
@@ -49,9 +51,7 @@ struct fixture {
 	struct memslot_config cfg;
 	struct memslot_notifier_ops ops;
 	struct memslot_notifier_ops ops2;
-	struct memslot_allocator alloc;
-	long allocs;
-	long fail_at;		/* the allocation that fails, or -1 */
+	struct tc_alloc alloc;	/* fails an allocation on request */
 	struct call calls[MAX_CALLS];
 	int ncalls;
 	int order[MAX_CALLS];	/* which consumer (1, 2) made each call */
@@ -59,22 +59,6 @@ struct fixture {
 	int reentry[6];		/* errors of notifier calls made in a hook */
 	bool try_reentry;
 };
-
-static void *t_malloc(void *ctx, size_t size)
-{
-	struct fixture *f = ctx;
-
-	if (f->allocs++ == f->fail_at)
-		return NULL;
-	return malloc(size);
-}
-
-static void t_free(void *ctx, void *ptr, size_t size)
-{
-	(void)ctx;
-	(void)size;
-	free(ptr);
-}
 
 static void record(struct fixture *f, int who, const struct call *c)
 {
@@ -149,14 +133,10 @@ static int setup_nr_as(void **state, unsigned int nr_as)
 
 	if (!f)
 		return -1;
-	f->fail_at = -1;
-	f->alloc = (struct memslot_allocator){
-		.size = sizeof(f->alloc), .malloc = t_malloc, .free = t_free,
-		.ctx = f,
-	};
+	tc_alloc_init(&f->alloc);
 	memslot_config_init_x86_64(&f->cfg);
 	f->cfg.nr_as = nr_as;
-	f->cfg.alloc = &f->alloc;
+	f->cfg.alloc = &f->alloc.ops;
 	f->cfg.rcu = memslot_rcu_counter();
 	f->ops = (struct memslot_notifier_ops){
 		.size = sizeof(f->ops), .invalidate = inval1,
@@ -197,11 +177,8 @@ static int teardown(void **state)
 static void set(struct fixture *f, unsigned int as_id, uint32_t id,
 		uint64_t gfn, uint64_t npages, uint64_t hva, uint32_t flags)
 {
-	struct memslot_region r = {
-		.slot = as_id << 16 | id, .flags = flags,
-		.guest_phys_addr = gfn * PAGE, .memory_size = npages * PAGE,
-		.userspace_addr = hva,
-	};
+	struct memslot_region r = tc_region_pages(as_id, id, flags, gfn,
+						  npages, hva);
 
 	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
 }
@@ -250,7 +227,7 @@ static void test_register_nomem(void **state)
 {
 	struct fixture *f = *state;
 
-	f->fail_at = f->allocs;
+	tc_alloc_fail_nth(&f->alloc, 0);	/* the next one */
 	assert_int_equal(memslot_notifier_register(f->vm, &f->ops), -ENOMEM);
 	assert_int_equal(memslot_notifier_unregister(f->vm, &f->ops), -ENOENT);
 	assert_int_equal(memslot_notifier_register(f->vm, &f->ops), 0);

@@ -57,15 +57,9 @@
 #include <memslot/memslot.h>
 #include <memslot/notifier.h>
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
+#include "common.h"
 
-#define PAGE 4096ull
+#define PAGE TC_PAGE
 #define NSLOTS 4
 #define SLOT_PAGES 16
 #define NPAGES (NSLOTS * SLOT_PAGES)
@@ -101,30 +95,6 @@ static unsigned long bad(struct harness *h)
 {
 	return atomic_load(&h->bad_zap) + atomic_load(&h->bad_version) +
 	       atomic_load(&h->bad_sweep) + atomic_load(&h->bad_layout);
-}
-
-static uint64_t rnd(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double seconds(void)
-{
-	const char *s = getenv("MEMSLOT_STRESS_SECONDS");
-	double v = s ? atof(s) : 2.0;
-
-	return v > 0 ? v : 2.0;
 }
 
 /* get-user-pages: the word at @hva, or false if nothing is mapped. */
@@ -238,7 +208,7 @@ static void fault_one(struct harness *h, uint64_t gfn, uint64_t *r)
 	if (!host_read(hva, &version)) {
 		atomic_fetch_add(&h->gup_fail, 1);
 	} else {
-		if (rnd(r) % 8 == 0)
+		if (tc_rng_xorshift(r) % 8 == 0)
 			sched_yield();	/* widen the race window */
 		install(h, gfn, page, version, zaps0, seq);
 	}
@@ -253,7 +223,8 @@ static void *fault_main(void *arg)
 
 	memslot_thread_register(h->vm);
 	while (!atomic_load(&h->stop)) {
-		uint64_t gfn = (rnd(&r) % 2) * GFN_B + rnd(&r) % NPAGES;
+		uint64_t gfn = (tc_rng_xorshift(&r) % 2) * GFN_B +
+			       tc_rng_xorshift(&r) % NPAGES;
 
 		fault_one(h, gfn, &r);
 	}
@@ -305,10 +276,10 @@ static void sweep(struct harness *h, uint32_t p, uint32_t n)
 
 static void invalidate_one(struct harness *h, uint64_t *r)
 {
-	uint32_t n = 1 + (uint32_t)(rnd(r) % 4);
-	uint32_t p = (uint32_t)(rnd(r) % (NPAGES - n + 1));
+	uint32_t n = 1 + (uint32_t)(tc_rng_xorshift(r) % 4);
+	uint32_t p = (uint32_t)(tc_rng_xorshift(r) % (NPAGES - n + 1));
 	uint64_t start = h->mem + p * PAGE, end = start + n * PAGE;
-	uint64_t how = rnd(r);
+	uint64_t how = tc_rng_xorshift(r);
 
 	if (memslot_notifier_invalidate_start(h->vm, start, end,
 					      MEMSLOT_NOTIFY_UNMAP))
@@ -397,7 +368,8 @@ static void *writer_main(void *arg)
 	uint64_t r = 0x5851f42d4c957f2dull;
 
 	while (!atomic_load(&h->stop)) {
-		if (move_slot(h, (uint32_t)(rnd(&r) % NSLOTS), r & 1))
+		if (move_slot(h, (uint32_t)(tc_rng_xorshift(&r) % NSLOTS),
+			      r & 1))
 			abort();
 		check_layout(h);
 		atomic_fetch_add(&h->moves, 1);
@@ -409,7 +381,7 @@ static void *writer_main(void *arg)
 
 static const struct memslot_rcu_ops *backend(void)
 {
-#ifdef UNDER_TSAN
+#ifdef TC_UNDER_TSAN
 	return memslot_rcu_counter();
 #else
 	return NULL;
@@ -484,7 +456,7 @@ static bool run_done(struct harness *h, double t, double secs, bool until_bad)
 static void run(struct harness *h, double secs, bool until_bad)
 {
 	pthread_t faults[NFAULT], inval, writer;
-	double t0 = now_s();
+	double t0 = tc_now();
 	struct timespec tick = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
 
 	for (int i = 0; i < NFAULT; i++)
@@ -492,7 +464,7 @@ static void run(struct harness *h, double secs, bool until_bad)
 						h), 0);
 	assert_int_equal(pthread_create(&inval, NULL, invalidator_main, h), 0);
 	assert_int_equal(pthread_create(&writer, NULL, writer_main, h), 0);
-	while (!run_done(h, now_s() - t0, secs, until_bad))
+	while (!run_done(h, tc_now() - t0, secs, until_bad))
 		nanosleep(&tick, NULL);
 	atomic_store(&h->stop, true);
 	for (int i = 0; i < NFAULT; i++)
@@ -518,7 +490,7 @@ static void test_protocol_holds(void **state)
 	(void)state;
 	assert_non_null(h);
 	harness_init(h, false);
-	run(h, seconds(), false);
+	run(h, tc_stress_seconds(2.0), false);
 	/* The run exercised every path... */
 	assert_true(atomic_load(&h->installs) > 0);
 	assert_true(atomic_load(&h->retries) > 0);

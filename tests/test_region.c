@@ -26,9 +26,10 @@
 
 #include <memslot/memslot.h>
 
-#define PAGE 4096ull
+#include "common.h"
+
+#define PAGE TC_PAGE
 #define HVA 0x10000000ull
-#define MAX_SNAP 64
 #define X86_USER_SLOTS 32764u
 #define X86_TOTAL_SLOTS 32767u
 
@@ -155,17 +156,6 @@ static int teardown(void **state)
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static struct memslot_region region(uint32_t slot, uint32_t flags,
-				    uint64_t gpa, uint64_t size, uint64_t hva)
-{
-	struct memslot_region r = {
-		.slot = slot, .flags = flags, .guest_phys_addr = gpa,
-		.memory_size = size, .userspace_addr = hva,
-	};
-
-	return r;
-}
-
 /* The hva add() gives a slot at @gfn: distinct for nearby gfns, and below
  * the x86-64 user limit for any gfn. */
 static uint64_t slot_hva(uint64_t gfn)
@@ -177,8 +167,8 @@ static uint64_t slot_hva(uint64_t gfn)
 static void add(struct fixture *f, uint32_t slot, uint64_t gfn,
 		uint64_t npages)
 {
-	struct memslot_region r = region(slot, 0, gfn * PAGE, npages * PAGE,
-					 slot_hva(gfn));
+	struct memslot_region r = tc_region(slot, 0, gfn * PAGE, npages * PAGE,
+					    slot_hva(gfn));
 	enum memslot_rule rule = MEMSLOT_RULE_COUNT;
 
 	assert_int_equal(memslot_set_region(f->vm, &r, &rule), 0);
@@ -201,61 +191,19 @@ static const struct memslot_slot *by_id(struct fixture *f, unsigned int as_id,
 	return s;
 }
 
-/* One slot as a snapshot holds it. */
-struct snap_slot {
-	const struct memslot_slot *ptr;
-	uint32_t id;
-	uint64_t base, npages, hva;
-	uint32_t flags;
-	void *user_data;
-};
-
-/* Generations and every slot of every address space. */
-struct snap {
-	uint64_t gen[2];
-	size_t n[2];
-	struct snap_slot s[2][MAX_SNAP];
-};
-
-static void snap_take(struct fixture *f, struct snap *sn)
+/* The generations and every slot of every address space, with the slot
+ * object pointers. */
+static void snap_take(struct fixture *f, struct tc_layout *sn)
 {
-	memset(sn, 0, sizeof(*sn));
-	memslot_read_lock(f->vm);
-	for (unsigned int a = 0; a < f->cfg.nr_as && a < 2; a++) {
-		struct memslot_gfn_iter it;
-		const struct memslot_slot *s;
-
-		sn->gen[a] = gen(f, a);
-		memslot_gfn_iter_init(&it, f->vm, a, 0, UINT64_MAX);
-		while ((s = memslot_gfn_iter_next(&it)) && sn->n[a] < MAX_SNAP) {
-			sn->s[a][sn->n[a]++] = (struct snap_slot){
-				s, memslot_slot_id(s), memslot_slot_base_gfn(s),
-				memslot_slot_npages(s), memslot_slot_hva(s),
-				memslot_slot_flags(s), memslot_slot_user_data(s),
-			};
-		}
-	}
-	memslot_read_unlock(f->vm);
+	tc_layout_take(sn, f->vm, f->cfg.nr_as, true);
 }
 
-static void snap_equal(const struct snap *a, const struct snap *b)
+/* @a and @b must be equal; both are freed (and may be taken again). */
+static void snap_equal(struct tc_layout *a, struct tc_layout *b)
 {
-	for (unsigned int as = 0; as < 2; as++) {
-		assert_int_equal(a->gen[as], b->gen[as]);
-		assert_int_equal(a->n[as], b->n[as]);
-		for (size_t i = 0; i < a->n[as]; i++) {
-			const struct snap_slot *x = &a->s[as][i];
-			const struct snap_slot *y = &b->s[as][i];
-
-			assert_ptr_equal(x->ptr, y->ptr);
-			assert_int_equal(x->id, y->id);
-			assert_int_equal(x->base, y->base);
-			assert_int_equal(x->npages, y->npages);
-			assert_int_equal(x->hva, y->hva);
-			assert_int_equal(x->flags, y->flags);
-			assert_ptr_equal(x->user_data, y->user_data);
-		}
-	}
+	tc_layout_assert_equal(a, b);
+	tc_layout_free(a);
+	tc_layout_free(b);
 }
 
 /* @r must fail with @err by @rule and leave everything as it was. */
@@ -263,7 +211,7 @@ static void reject_via(struct fixture *f, const struct memslot_region *r,
 		       bool internal, int err, enum memslot_rule want)
 {
 	enum memslot_rule rule = MEMSLOT_RULE_COUNT;
-	struct snap before, after;
+	struct tc_layout before = { 0 }, after = { 0 };
 	int ret;
 
 	snap_take(f, &before);
@@ -291,7 +239,7 @@ static void test_rule1_flags_unknown(void **state)
 	/* Every bit but LOG_DIRTY and READONLY; GUEST_MEMFD needs the v2
 	 * call (cfg.guest_memfd) and INVALID is internal. */
 	for (unsigned int bit = 2; bit < 32; bit++) {
-		struct memslot_region r = region(0, 1u << bit, 0, PAGE, HVA);
+		struct memslot_region r = tc_region(0, 1u << bit, 0, PAGE, HVA);
 
 		reject(f, &r, MEMSLOT_RULE_FLAGS_UNKNOWN);
 	}
@@ -300,7 +248,7 @@ static void test_rule1_flags_unknown(void **state)
 static void test_rule2_id_user(void **state)
 {
 	struct fixture *f = *state;
-	struct memslot_region r = region(X86_USER_SLOTS, 0, 0, PAGE, HVA);
+	struct memslot_region r = tc_region(X86_USER_SLOTS, 0, 0, PAGE, HVA);
 
 	reject(f, &r, MEMSLOT_RULE_ID_USER);
 	r.slot = X86_TOTAL_SLOTS - 1;
@@ -313,7 +261,8 @@ static void test_rule3_flags_combo(void **state)
 {
 	struct fixture *f = *state;
 	struct fixture g = { 0 };
-	struct memslot_region r = region(0, MEMSLOT_MEM_READONLY, 0, PAGE, HVA);
+	struct memslot_region r = tc_region(0, MEMSLOT_MEM_READONLY, 0, PAGE,
+					    HVA);
 
 	(void)f;
 	memslot_config_init_x86_64(&g.cfg);
@@ -340,9 +289,9 @@ static struct memslot_region gmem_region(uint32_t slot, uint64_t gfn,
 					 uint64_t npages, uint32_t fd,
 					 uint64_t off)
 {
-	struct memslot_region r = region(slot, MEMSLOT_MEM_GUEST_MEMFD,
-					 gfn * PAGE, npages * PAGE,
-					 slot_hva(gfn));
+	struct memslot_region r = tc_region(slot, MEMSLOT_MEM_GUEST_MEMFD,
+					    gfn * PAGE, npages * PAGE,
+					    slot_hva(gfn));
 
 	r.guest_memfd = fd;
 	r.guest_memfd_offset = off;
@@ -385,7 +334,7 @@ static void test_rule7_gmem_offset(void **state)
 	r.guest_memfd_offset = 1;
 	reject(f, &r, MEMSLOT_RULE_GMEM_OFFSET);
 	/* without the flag the fields are ignored, and not stored */
-	r = region(1, 0, 16 * PAGE, 4 * PAGE, slot_hva(16));
+	r = tc_region(1, 0, 16 * PAGE, 4 * PAGE, slot_hva(16));
 	r.guest_memfd = 9;
 	r.guest_memfd_offset = 0 - PAGE + 1;
 	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
@@ -428,9 +377,9 @@ static void test_rule13_gmem_immutable(void **state)
 	r = gmem_region(2, 100, 4, 7, 0);
 	reject(f, &r, MEMSLOT_RULE_GMEM_IMMUTABLE);
 	/* deleting works, with or without the flag in the request */
-	r = region(1, 0, 0, 0, 0);
+	r = tc_region(1, 0, 0, 0, 0);
 	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
-	r = region(2, MEMSLOT_MEM_GUEST_MEMFD, 0, 0, 0);
+	r = tc_region(2, MEMSLOT_MEM_GUEST_MEMFD, 0, 0, 0);
 	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
 }
 
@@ -440,7 +389,7 @@ static void test_gmem_rebind_in_batch(void **state)
 {
 	struct fixture *f = *state;
 	struct memslot_region r[2] = {
-		region(1, 0, 0, 0, 0),
+		tc_region(1, 0, 0, 0, 0),
 		gmem_region(1, 16, 4, 8, 4 * PAGE),
 	};
 	struct memslot_change_info ch[2];
@@ -463,7 +412,7 @@ static void test_gmem_rebind_in_batch(void **state)
 static void test_rule4_size_align(void **state)
 {
 	struct fixture *f = *state;
-	struct memslot_region r = region(0, 0, 0, PAGE + 1, HVA);
+	struct memslot_region r = tc_region(0, 0, 0, PAGE + 1, HVA);
 
 	reject(f, &r, MEMSLOT_RULE_SIZE_ALIGN);
 	r.memory_size = PAGE - 1;
@@ -473,7 +422,7 @@ static void test_rule4_size_align(void **state)
 static void test_rule5_gpa_align(void **state)
 {
 	struct fixture *f = *state;
-	struct memslot_region r = region(0, 0, PAGE + 8, PAGE, HVA);
+	struct memslot_region r = tc_region(0, 0, PAGE + 8, PAGE, HVA);
 
 	reject(f, &r, MEMSLOT_RULE_GPA_ALIGN);
 }
@@ -483,7 +432,7 @@ static void test_rule6_hva(void **state)
 	struct fixture *f = *state;
 	struct fixture g = { 0 };
 	const uint64_t limit = 0x7ffffffff000ull;
-	struct memslot_region r = region(0, 0, 0, PAGE, HVA + 16);
+	struct memslot_region r = tc_region(0, 0, 0, PAGE, HVA + 16);
 
 	reject(f, &r, MEMSLOT_RULE_HVA);
 	r.userspace_addr = limit;		/* ends one page too high */
@@ -495,16 +444,16 @@ static void test_rule6_hva(void **state)
 	r.memory_size = 2 * PAGE;
 	reject(f, &r, MEMSLOT_RULE_HVA);
 	/* Ending exactly at the limit is allowed, and hva 0 too. */
-	r = region(0, 0, 0, PAGE, limit - PAGE);
+	r = tc_region(0, 0, 0, PAGE, limit - PAGE);
 	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
-	r = region(1, 0, PAGE, PAGE, 0);
+	r = tc_region(1, 0, PAGE, PAGE, 0);
 	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
 
 	memslot_config_init_x86_64(&g.cfg);
 	g.cfg.hva_tag_mask = 0xffull << 56;
 	g.cfg.hva_limit = UINT64_MAX;
 	fixture_open(&g);
-	r = region(0, 0, 0, PAGE, (1ull << 57) | HVA);
+	r = tc_region(0, 0, 0, PAGE, (1ull << 57) | HVA);
 	reject(&g, &r, MEMSLOT_RULE_HVA);
 	r.userspace_addr = (1ull << 55) | HVA;	/* below the tag bits */
 	assert_int_equal(memslot_set_region(g.vm, &r, NULL), 0);
@@ -514,7 +463,7 @@ static void test_rule6_hva(void **state)
 static void test_rule8_as_id(void **state)
 {
 	struct fixture *f = *state;
-	struct memslot_region r = region(1u << 16, 0, 0, PAGE, HVA);
+	struct memslot_region r = tc_region(1u << 16, 0, 0, PAGE, HVA);
 
 	reject(f, &r, MEMSLOT_RULE_AS_ID);
 	r.slot = 0xffffu << 16;
@@ -528,7 +477,7 @@ static void test_rule9_gpa_wrap(void **state)
 {
 	struct fixture *f = *state;
 	/* A sum of exactly 2^64 counts as wrapping. */
-	struct memslot_region r = region(0, 0, 0 - PAGE, PAGE, HVA);
+	struct memslot_region r = tc_region(0, 0, 0 - PAGE, PAGE, HVA);
 
 	reject(f, &r, MEMSLOT_RULE_GPA_WRAP);
 	r.guest_phys_addr = 0 - 2 * PAGE;
@@ -540,7 +489,8 @@ static void test_rule10_too_large(void **state)
 {
 	struct fixture *f = *state;
 	const uint64_t max_pages = (1ull << 31) - 1;
-	struct memslot_region r = region(0, 0, 0, (max_pages + 1) * PAGE, HVA);
+	struct memslot_region r = tc_region(0, 0, 0, (max_pages + 1) * PAGE,
+					    HVA);
 
 	reject(f, &r, MEMSLOT_RULE_TOO_LARGE);
 	/* Exactly the maximum is accepted (8 TiB, as KVM). */
@@ -553,7 +503,7 @@ static void test_rule10_too_large(void **state)
 static void test_rule11_delete_missing(void **state)
 {
 	struct fixture *f = *state;
-	struct memslot_region r = region(3, 0, 0, 0, HVA);
+	struct memslot_region r = tc_region(3, 0, 0, 0, HVA);
 
 	reject(f, &r, MEMSLOT_RULE_DELETE_MISSING);
 	add(f, 4, 0, 1);
@@ -563,8 +513,8 @@ static void test_rule11_delete_missing(void **state)
 static void test_rule14_modify(void **state)
 {
 	struct fixture *f = *state;
-	struct memslot_region r = region(0, 0, 0x100 * PAGE, 4 * PAGE,
-					 HVA + 0x100 * PAGE);
+	struct memslot_region r = tc_region(0, 0, 0x100 * PAGE, 4 * PAGE,
+					    HVA + 0x100 * PAGE);
 
 	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
 	r.userspace_addr += PAGE;
@@ -585,10 +535,10 @@ static void test_rule14_modify(void **state)
 static void test_rule15_noop(void **state)
 {
 	struct fixture *f = *state;
-	struct memslot_region r = region(0, MEMSLOT_MEM_LOG_DIRTY_PAGES,
-					 0x100 * PAGE, 4 * PAGE, HVA);
+	struct memslot_region r = tc_region(0, MEMSLOT_MEM_LOG_DIRTY_PAGES,
+					    0x100 * PAGE, 4 * PAGE, HVA);
 	enum memslot_rule rule = MEMSLOT_RULE_COUNT;
-	struct snap before, after;
+	struct tc_layout before = { 0 }, after = { 0 };
 
 	r.user_data = (void *)0x1234;
 	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
@@ -603,7 +553,7 @@ static void test_rule15_noop(void **state)
 static void test_rule16_overlap(void **state)
 {
 	struct fixture *f = *state;
-	struct memslot_region r = region(1, 0, 0x103 * PAGE, 4 * PAGE, HVA);
+	struct memslot_region r = tc_region(1, 0, 0x103 * PAGE, 4 * PAGE, HVA);
 
 	add(f, 0, 0x100, 4);
 	reject(f, &r, MEMSLOT_RULE_OVERLAP);		/* last page */
@@ -621,7 +571,8 @@ static void test_rule17_max_gfn(void **state)
 {
 	struct fixture *f = *state;
 	const uint64_t max_gfn = (1ull << 40) - 1;
-	struct memslot_region r = region(0, 0, max_gfn * PAGE, 2 * PAGE, HVA);
+	struct memslot_region r = tc_region(0, 0, max_gfn * PAGE, 2 * PAGE,
+					    HVA);
 
 	/* CREATE: nothing was published, the generation stays. */
 	reject(f, &r, MEMSLOT_RULE_MAX_GFN);
@@ -635,11 +586,11 @@ static void test_rule17_move(void **state)
 {
 	struct fixture *f = *state;
 	const uint64_t max_gfn = (1ull << 40) - 1;
-	struct memslot_region r = region(0, 0, max_gfn * PAGE, 4 * PAGE,
-					 HVA + 0x100 * PAGE);
+	struct memslot_region r = tc_region(0, 0, max_gfn * PAGE, 4 * PAGE,
+					    HVA + 0x100 * PAGE);
 	enum memslot_rule rule = MEMSLOT_RULE_COUNT;
 	const struct memslot_slot *old;
-	struct snap before, after;
+	struct tc_layout before = { 0 }, after = { 0 };
 
 	add(f, 0, 0x100, 4);
 	old = by_id(f, 0, 0);
@@ -647,8 +598,9 @@ static void test_rule17_move(void **state)
 	assert_int_equal(memslot_set_region(f->vm, &r, &rule), -EINVAL);
 	assert_int_equal(rule, MEMSLOT_RULE_MAX_GFN);
 	snap_take(f, &after);
-	assert_int_equal(after.gen[0], before.gen[0] + 2);
-	after.gen[0] = before.gen[0];
+	/* the first number is address space 0's generation */
+	assert_int_equal(after.v[0], before.v[0] + 2);
+	after.v[0] = before.v[0];
 	snap_equal(&before, &after);
 	assert_ptr_equal(by_id(f, 0, 0), old);
 	assert_int_equal(f->log.flush_calls, 1);
@@ -662,34 +614,34 @@ static void test_check_order(void **state)
 	struct memslot_region r;
 
 	/* 1 before 2: unknown flag and a non-user id. */
-	r = region(X86_USER_SLOTS, 1u << 5, 0, PAGE, HVA);
+	r = tc_region(X86_USER_SLOTS, 1u << 5, 0, PAGE, HVA);
 	reject(f, &r, MEMSLOT_RULE_FLAGS_UNKNOWN);
 	/* 2 before 4. */
-	r = region(X86_USER_SLOTS, MEMSLOT_MEM_READONLY, 0, PAGE + 1, HVA);
+	r = tc_region(X86_USER_SLOTS, MEMSLOT_MEM_READONLY, 0, PAGE + 1, HVA);
 	reject(f, &r, MEMSLOT_RULE_ID_USER);
 	/* 4 before 5, 5 before 6, 6 before 8. */
-	r = region(1u << 16, 0, 1, PAGE + 1, HVA + 1);
+	r = tc_region(1u << 16, 0, 1, PAGE + 1, HVA + 1);
 	reject(f, &r, MEMSLOT_RULE_SIZE_ALIGN);
 	r.memory_size = PAGE;
 	reject(f, &r, MEMSLOT_RULE_GPA_ALIGN);
 	r.guest_phys_addr = 0;
 	reject(f, &r, MEMSLOT_RULE_HVA);
 	/* 8 before 9, 9 before 10. */
-	r = region(1u << 16, 0, 0 - PAGE, PAGE, HVA);
+	r = tc_region(1u << 16, 0, 0 - PAGE, PAGE, HVA);
 	reject(f, &r, MEMSLOT_RULE_AS_ID);
-	r = region(0, 0, 0 - PAGE, (1ull << 31) * PAGE, 0);
+	r = tc_region(0, 0, 0 - PAGE, (1ull << 31) * PAGE, 0);
 	reject(f, &r, MEMSLOT_RULE_GPA_WRAP);
 	/* A delete still runs rules 1-10 on every field. */
-	r = region(5, 0, 0, 0, HVA + 1);
+	r = tc_region(5, 0, 0, 0, HVA + 1);
 	reject(f, &r, MEMSLOT_RULE_HVA);
 	/* 14 before 16: a modify that also overlaps another slot. */
 	add(f, 0, 0x100, 4);
 	add(f, 1, 0x200, 4);
-	r = region(0, 0, 0x200 * PAGE, 4 * PAGE, HVA + PAGE);
+	r = tc_region(0, 0, 0x200 * PAGE, 4 * PAGE, HVA + PAGE);
 	reject(f, &r, MEMSLOT_RULE_MODIFY);
 	/* 16 before 17: overlapping and beyond the max gfn. */
 	add(f, 2, (1ull << 40) - 4, 4);
-	r = region(3, 0, ((1ull << 40) - 2) * PAGE, 4 * PAGE, HVA);
+	r = tc_region(3, 0, ((1ull << 40) - 2) * PAGE, 4 * PAGE, HVA);
 	reject(f, &r, MEMSLOT_RULE_OVERLAP);
 }
 
@@ -709,7 +661,7 @@ static void expect_ok(struct fixture *f, const struct memslot_region *r,
 static void test_change_kinds(void **state)
 {
 	struct fixture *f = *state;
-	struct memslot_region r = region(7, 0, 0x100 * PAGE, 4 * PAGE, HVA);
+	struct memslot_region r = tc_region(7, 0, 0x100 * PAGE, 4 * PAGE, HVA);
 	const struct memslot_slot *s0, *s1;
 
 	assert_int_equal(gen(f, 0), 0);
@@ -736,7 +688,7 @@ static void test_change_kinds(void **state)
 static void test_user_data(void **state)
 {
 	struct fixture *f = *state;
-	struct memslot_region r = region(2, 0, 0x10 * PAGE, PAGE, HVA);
+	struct memslot_region r = tc_region(2, 0, 0x10 * PAGE, PAGE, HVA);
 
 	r.user_data = (void *)0xabc;
 	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
@@ -757,7 +709,7 @@ static void test_user_data(void **state)
 static void test_two_address_spaces(void **state)
 {
 	struct fixture *f = *state;
-	struct memslot_region r = region(1u << 16 | 3, 0, 0, 4 * PAGE, HVA);
+	struct memslot_region r = tc_region(1u << 16 | 3, 0, 0, 4 * PAGE, HVA);
 	uint64_t g0 = gen(f, 0);
 
 	assert_int_equal(g0, 0);
@@ -784,7 +736,7 @@ static void test_two_address_spaces(void **state)
 	assert_int_equal(gen(f, 1), 13);
 	assert_int_equal(memslot_generation(f->vm, 2), 0);
 	/* Overlap is per address space. */
-	r = region(1u << 16 | 4, 0, 0, PAGE, HVA);
+	r = tc_region(1u << 16 | 4, 0, 0, PAGE, HVA);
 	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
 	r.slot = 4;
 	reject(f, &r, MEMSLOT_RULE_OVERLAP);
@@ -795,8 +747,8 @@ static void test_two_address_spaces(void **state)
 static void test_invalid_visible_in_flush(void **state)
 {
 	struct fixture *f = *state;
-	struct memslot_region r = region(5, 0, 0x100 * PAGE, 4 * PAGE,
-					 HVA + 0x100 * PAGE);
+	struct memslot_region r = tc_region(5, 0, 0x100 * PAGE, 4 * PAGE,
+					    HVA + 0x100 * PAGE);
 
 	add(f, 5, 0x100, 4);
 	f->log.flush_gfn = 0x102;
@@ -825,7 +777,7 @@ static void prepare_refused(struct fixture *f, const struct memslot_region *r,
 {
 	enum memslot_rule rule = MEMSLOT_RULE_COUNT;
 	const struct memslot_slot *old = by_id(f, 0, 0);
-	struct snap before, after;
+	struct tc_layout before = { 0 }, after = { 0 };
 
 	snap_take(f, &before);
 	f->log.ret = hook_ret;
@@ -833,8 +785,9 @@ static void prepare_refused(struct fixture *f, const struct memslot_region *r,
 	f->log.ret = 0;
 	assert_int_equal(rule, MEMSLOT_RULE_PREPARE);
 	snap_take(f, &after);
-	assert_int_equal(after.gen[0], before.gen[0] + 2);
-	after.gen[0] = before.gen[0];
+	/* the first number is address space 0's generation */
+	assert_int_equal(after.v[0], before.v[0] + 2);
+	after.v[0] = before.v[0];
 	snap_equal(&before, &after);
 	/* The original object, not a copy, and not INVALID. */
 	assert_ptr_equal(by_id(f, 0, 0), old);
@@ -844,8 +797,8 @@ static void prepare_refused(struct fixture *f, const struct memslot_region *r,
 static void test_prepare_failure(void **state)
 {
 	struct fixture *f = *state;
-	struct memslot_region r = region(0, 0, 0x100 * PAGE, 4 * PAGE,
-					 HVA + 0x100 * PAGE);
+	struct memslot_region r = tc_region(0, 0, 0x100 * PAGE, 4 * PAGE,
+					    HVA + 0x100 * PAGE);
 	uint64_t hva = 0;
 
 	add(f, 0, 0x100, 4);
@@ -864,7 +817,7 @@ static void test_prepare_failure(void **state)
 	assert_int_equal(hva, HVA + 0x101 * PAGE);
 
 	/* CREATE: no INVALID swap, so no generation change. */
-	r = region(2, 0, 0x500 * PAGE, PAGE, HVA);
+	r = tc_region(2, 0, 0x500 * PAGE, PAGE, HVA);
 	f->log.ret = -ENOSPC;
 	reject_via(f, &r, false, -ENOSPC, MEMSLOT_RULE_PREPARE);
 	f->log.ret = 0;
@@ -877,8 +830,8 @@ static void test_prepare_failure(void **state)
 static void test_aliasing_hva(void **state)
 {
 	struct fixture *f = *state;
-	struct memslot_region a = region(0, 0, 0x100 * PAGE, 4 * PAGE, HVA);
-	struct memslot_region b = region(1, 0, 0x800 * PAGE, 8 * PAGE, HVA);
+	struct memslot_region a = tc_region(0, 0, 0x100 * PAGE, 4 * PAGE, HVA);
+	struct memslot_region b = tc_region(1, 0, 0x800 * PAGE, 8 * PAGE, HVA);
 	struct memslot_hva_iter it;
 	struct memslot_hva_hit hit;
 	bool seen[2] = { false, false };
@@ -908,8 +861,8 @@ static void test_aliasing_hva(void **state)
 static void test_move_overlapping_itself(void **state)
 {
 	struct fixture *f = *state;
-	struct memslot_region r = region(0, 0, 0x108 * PAGE, 16 * PAGE,
-					 HVA + 0x100 * PAGE);
+	struct memslot_region r = tc_region(0, 0, 0x108 * PAGE, 16 * PAGE,
+					    HVA + 0x100 * PAGE);
 
 	add(f, 0, 0x100, 16);
 	add(f, 1, 0x200, 4);
@@ -933,14 +886,14 @@ static void test_fill_all_ids(void **state)
 	for (uint32_t i = 0; i < X86_USER_SLOTS; i++)
 		add(f, i, i, 1);
 	assert_int_equal(memslot_lowest_free_id(f->vm, 0, &id), -ENOSPC);
-	r = region(X86_USER_SLOTS, 0, 0x10000 * PAGE, PAGE, HVA);
+	r = tc_region(X86_USER_SLOTS, 0, 0x10000 * PAGE, PAGE, HVA);
 	reject(f, &r, MEMSLOT_RULE_ID_USER);
 	for (uint32_t i = X86_USER_SLOTS; i < X86_TOTAL_SLOTS; i++) {
-		r = region(i, 0, (i - X86_USER_SLOTS + 1) * huge * PAGE,
-			   huge * PAGE, HVA);
+		r = tc_region(i, 0, (i - X86_USER_SLOTS + 1) * huge * PAGE,
+			      huge * PAGE, HVA);
 		assert_int_equal(memslot_set_internal_region(f->vm, &r, NULL), 0);
 	}
-	r = region(X86_TOTAL_SLOTS, 0, 0x10000 * PAGE, PAGE, HVA);
+	r = tc_region(X86_TOTAL_SLOTS, 0, 0x10000 * PAGE, PAGE, HVA);
 	reject_via(f, &r, true, -EINVAL, MEMSLOT_RULE_AS_ID);
 	assert_int_equal(memslot_vm_stats(f->vm, 0, &st), 0);
 	assert_int_equal(st.used_ids, X86_TOTAL_SLOTS);
@@ -948,10 +901,10 @@ static void test_fill_all_ids(void **state)
 	assert_int_equal(st.total_pages, X86_USER_SLOTS + 3 * huge);
 	/* The huge internal slots go again right away. */
 	for (uint32_t i = X86_USER_SLOTS; i < X86_TOTAL_SLOTS; i++) {
-		r = region(i, 0, 0, 0, 0);
+		r = tc_region(i, 0, 0, 0, 0);
 		assert_int_equal(memslot_set_internal_region(f->vm, &r, NULL), 0);
 	}
-	r = region(100, 0, 0, 0, 0);
+	r = tc_region(100, 0, 0, 0, 0);
 	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
 	assert_int_equal(memslot_lowest_free_id(f->vm, 0, &id), 0);
 	assert_int_equal(id, 100);
@@ -961,7 +914,7 @@ static void test_unbounded_profile(void **state)
 {
 	struct fixture *f = *state;
 	const uint64_t npages = 1ull << 40;	/* far above 2^31 */
-	struct memslot_region r = region(70000, 0, 0, npages * PAGE, 0);
+	struct memslot_region r = tc_region(70000, 0, 0, npages * PAGE, 0);
 	const uint32_t ids[] = { 65536, 1u << 24, UINT32_MAX - 1 };
 	struct memslot_stats st;
 	uint64_t hva = 0;
@@ -981,8 +934,8 @@ static void test_unbounded_profile(void **state)
 	assert_int_equal(st.used_ids, 4);
 	assert_int_equal(st.total_pages, npages + 12);
 	/* A slot near the top of the 64-bit gfn and hva ranges. */
-	r = region(5, 0, UINT64_MAX - 2 * PAGE + 1, PAGE,
-		   UINT64_MAX - 2 * PAGE + 1);
+	r = tc_region(5, 0, UINT64_MAX - 2 * PAGE + 1, PAGE,
+		      UINT64_MAX - 2 * PAGE + 1);
 	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
 	r.slot = 70000;
 	r.memory_size = 0;
@@ -994,7 +947,7 @@ static void test_unbounded_profile(void **state)
 static void test_lowest_free_id(void **state)
 {
 	struct fixture *f = *state;
-	struct memslot_region r = region(1, 0, 0, 0, 0);
+	struct memslot_region r = tc_region(1, 0, 0, 0, 0);
 	uint32_t id = UINT32_MAX;
 
 	assert_int_equal(memslot_lowest_free_id(f->vm, 0, &id), 0);
@@ -1012,8 +965,8 @@ static void test_lowest_free_id(void **state)
 static void test_stats(void **state)
 {
 	struct fixture *f = *state;
-	struct memslot_region r = region(X86_USER_SLOTS + 1, 0, 0x1000 * PAGE,
-					 8 * PAGE, HVA);
+	struct memslot_region r = tc_region(X86_USER_SLOTS + 1, 0,
+					    0x1000 * PAGE, 8 * PAGE, HVA);
 	struct memslot_stats st0, st;
 
 	assert_int_equal(memslot_vm_stats(f->vm, 0, &st0), 0);
@@ -1036,7 +989,7 @@ static void test_stats(void **state)
 static void test_prepare_positive(void **state)
 {
 	struct fixture *f = *state;
-	struct memslot_region r = region(3, 0, 0x300 * PAGE, PAGE, HVA);
+	struct memslot_region r = tc_region(3, 0, 0x300 * PAGE, PAGE, HVA);
 	enum memslot_rule rule;
 
 	f->log.ret = EPERM;
@@ -1052,19 +1005,19 @@ static void test_prepare_positive(void **state)
 static void test_ids_shrink(void **state)
 {
 	struct fixture *f = *state;
-	struct memslot_region r = region(0, 0, 0, PAGE, HVA);
+	struct memslot_region r = tc_region(0, 0, 0, PAGE, HVA);
 	struct memslot_stats st0, st;
 
 	assert_int_equal(memslot_vm_stats(f->vm, 0, &st0), 0);
 	for (uint32_t id = 0; id < 20000; id++) {
-		r = region(id, 0, (uint64_t)id * 2 * PAGE, PAGE,
-			   HVA + (uint64_t)id * PAGE);
+		r = tc_region(id, 0, (uint64_t)id * 2 * PAGE, PAGE,
+			      HVA + (uint64_t)id * PAGE);
 		assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
 	}
 	assert_int_equal(memslot_vm_stats(f->vm, 0, &st), 0);
 	assert_true(st.bytes > st0.bytes + 20000 * 100);
 	for (uint32_t id = 0; id < 20000; id++) {
-		r = region(id, 0, 0, 0, 0);
+		r = tc_region(id, 0, 0, 0, 0);
 		assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
 	}
 	assert_int_equal(memslot_vm_stats(f->vm, 0, &st), 0);
@@ -1159,7 +1112,7 @@ static void test_rule_numbers(void **state)
 static void test_null_arguments(void **state)
 {
 	struct fixture *f = *state;
-	struct memslot_region r = region(0, 0, 0, PAGE, HVA);
+	struct memslot_region r = tc_region(0, 0, 0, PAGE, HVA);
 	struct memslot_txn_result res = { 0 };
 
 	assert_int_equal(memslot_set_region(NULL, &r, NULL), -EINVAL);
@@ -1185,9 +1138,9 @@ static void test_txn_flags_then_delete(void **state)
 {
 	struct fixture *f = *state;
 	struct memslot_region r[2] = {
-		region(0, MEMSLOT_MEM_LOG_DIRTY_PAGES, 0x100 * PAGE, 4 * PAGE,
-		       slot_hva(0x100)),
-		region(0, 0, 0, 0, 0),
+		tc_region(0, MEMSLOT_MEM_LOG_DIRTY_PAGES, 0x100 * PAGE,
+			  4 * PAGE, slot_hva(0x100)),
+		tc_region(0, 0, 0, 0, 0),
 	};
 	struct memslot_txn_result res = { 0 };
 	struct memslot_stats st;
@@ -1211,12 +1164,13 @@ static void test_txn_max_gfn_after_layout_rules(void **state)
 	struct fixture *f = *state;
 	const uint64_t max_gfn = (1ull << 40) - 1;
 	struct memslot_region r[3] = {
-		region(0, 0, 0, 0, 0),				/* delete */
-		region(2, 0, max_gfn * PAGE, 2 * PAGE, HVA),	/* rule 17 */
-		region(3, 0, 0x200 * PAGE, PAGE, HVA),		/* rule 16 */
+		/* a delete, a rule 17 failure, a rule 16 failure */
+		tc_region(0, 0, 0, 0, 0),
+		tc_region(2, 0, max_gfn * PAGE, 2 * PAGE, HVA),
+		tc_region(3, 0, 0x200 * PAGE, PAGE, HVA),
 	};
 	struct memslot_txn_result res = { 0 };
-	struct snap before, after;
+	struct tc_layout before = { 0 }, after = { 0 };
 
 	add(f, 0, 0x100, 4);
 	add(f, 1, 0x200, 2);
@@ -1238,11 +1192,12 @@ static void test_txn_max_gfn_like_single_move(void **state)
 	struct fixture *f = *state;
 	const uint64_t max_gfn = (1ull << 40) - 1;
 	struct memslot_region r[2] = {
-		region(0, 0, 0, 0, 0),				/* delete */
-		region(2, 0, max_gfn * PAGE, 2 * PAGE, HVA),	/* rule 17 */
+		/* a delete, then a rule 17 failure */
+		tc_region(0, 0, 0, 0, 0),
+		tc_region(2, 0, max_gfn * PAGE, 2 * PAGE, HVA),
 	};
 	struct memslot_txn_result res = { 0 };
-	struct snap before, after;
+	struct tc_layout before = { 0 }, after = { 0 };
 
 	add(f, 0, 0x100, 4);
 	add(f, 1, 0x200, 2);
@@ -1251,8 +1206,9 @@ static void test_txn_max_gfn_like_single_move(void **state)
 	assert_int_equal(res.failed, 1);
 	assert_int_equal(res.rule, MEMSLOT_RULE_MAX_GFN);
 	snap_take(f, &after);
-	assert_int_equal(after.gen[0], before.gen[0] + 2);
-	after.gen[0] = before.gen[0];
+	/* the first number is address space 0's generation */
+	assert_int_equal(after.v[0], before.v[0] + 2);
+	after.v[0] = before.v[0];
 	snap_equal(&before, &after);
 	assert_int_equal(f->log.flush_calls, 1);
 	/* Without a delete or move there is no INVALID phase: +0. */

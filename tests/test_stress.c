@@ -40,15 +40,9 @@
 
 #include <memslot/memslot.h>
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
+#include "common.h"
 
-#define PAGE 4096ull
+#define PAGE TC_PAGE
 #define NIDS 10			/* ids 0..NIDS-1 */
 #define MAXS 12			/* slots a layout may hold (>= NIDS) */
 #define GFN_SPACE 0x400ull	/* slots live in [0, GFN_SPACE) */
@@ -72,7 +66,8 @@ struct shape {
 	uint64_t base;
 	uint64_t npages;
 	uint64_t hva;
-	const struct rec *rec;
+	/* not const: it goes into memslot_region.user_data, a plain void * */
+	struct rec *rec;
 };
 
 struct layout {
@@ -169,12 +164,12 @@ static bool make_mid(const struct layout *prev, const struct layout *next,
 
 /* ---- the pure checker, on hand-made views ---------------------------- */
 
-static const struct rec rec_a = { 1, 0x30, 0x100000, 0 };
-static const struct rec rec_a2 = { 1, 0x10, 0x100000, 1 };
-static const struct rec rec_b = { 2, 0x10, 0x110000, 1 };
-static const struct rec rec_c = { 3, 0x10, 0x120000, 1 };
+static struct rec rec_a = { 1, 0x30, 0x100000, 0 };
+static struct rec rec_a2 = { 1, 0x10, 0x100000, 1 };
+static struct rec rec_b = { 2, 0x10, 0x110000, 1 };
+static struct rec rec_c = { 3, 0x10, 0x120000, 1 };
 
-static struct shape sh(const struct rec *r, uint64_t base, uint32_t flags)
+static struct shape sh(struct rec *r, uint64_t base, uint32_t flags)
 {
 	struct shape s = { r->id, flags, base, r->npages, r->hva, r };
 
@@ -266,34 +261,9 @@ static void report(struct stress *st, const char *fmt, ...)
 	atomic_store(&st->stop, true);
 }
 
-/* xorshift64*: small, seeded, the same on every platform. */
-static uint64_t rnd(uint64_t *s)
-{
-	*s ^= *s >> 12;
-	*s ^= *s << 25;
-	*s ^= *s >> 27;
-	return *s * 0x2545f4914f6cdd1dull;
-}
-
-static double stress_seconds(void)
-{
-	const char *e = getenv("MEMSLOT_STRESS_SECONDS");
-	double s = e ? strtod(e, NULL) : 3.0;
-
-	return s > 0 ? s : 3.0;
-}
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static const struct memslot_rcu_ops *default_rcu(void)
 {
-#ifdef UNDER_TSAN
+#ifdef TC_UNDER_TSAN
 	return memslot_rcu_counter();
 #else
 	return NULL;	/* liburcu memb */
@@ -374,7 +344,7 @@ static void point_lookups(struct reader *r, struct memslot_vcpu *vcpu,
 	struct stress *st = r->st;
 
 	for (int i = 0; i < 8; i++) {
-		uint64_t gfn = rnd(&r->seed) % (GFN_SPACE + 16);
+		uint64_t gfn = tc_rng(&r->seed) % (GFN_SPACE + 16);
 
 		check_hit(st, memslot_gfn_to_slot(st->vm, 0, gfn), gfn,
 			  "gfn_to_slot");
@@ -394,7 +364,8 @@ static void point_lookups(struct reader *r, struct memslot_vcpu *vcpu,
 static void range_walks(struct reader *r)
 {
 	struct stress *st = r->st;
-	uint64_t a = rnd(&r->seed) % GFN_SPACE, b = a + rnd(&r->seed) % 64;
+	uint64_t a = tc_rng(&r->seed) % GFN_SPACE;
+	uint64_t b = a + tc_rng(&r->seed) % 64;
 	uint64_t ha = 0x100000000ull, hb;	/* where records' hvas start */
 	struct memslot_gfn_iter it;
 	struct memslot_hva_iter hit_it;
@@ -409,8 +380,8 @@ static void range_walks(struct reader *r)
 			report(st, "gfn walk [%#llx,%#llx) yielded a slot outside",
 			     (unsigned long long)a, (unsigned long long)b);
 	}
-	ha += (rnd(&r->seed) % 0x800) * PAGE;
-	hb = ha + (rnd(&r->seed) % 0x100 + 1) * PAGE;
+	ha += (tc_rng(&r->seed) % 0x800) * PAGE;
+	hb = ha + (tc_rng(&r->seed) % 0x100 + 1) * PAGE;
 	memslot_hva_iter_init(&hit_it, st->vm, ha, hb);
 	while (memslot_hva_iter_next(&hit_it, &hit)) {
 		struct shape x = shape_of(hit.slot);
@@ -555,7 +526,7 @@ static bool range_free(const struct layout *l, uint64_t base, uint64_t npages,
 
 static int free_id(struct stress *st, const struct layout *l)
 {
-	uint32_t id = (uint32_t)(rnd(&st->seed) % NIDS);
+	uint32_t id = (uint32_t)(tc_rng(&st->seed) % NIDS);
 
 	for (int k = 0; k < NIDS; k++, id = (id + 1) % NIDS) {
 		if (!find_id(l, id))
@@ -595,15 +566,10 @@ static void lay_sort(struct layout *l)
 
 static struct memslot_region req_of(const struct shape *s)
 {
-	struct memslot_region r = {
-		.slot = s->id,
-		.flags = s->flags,
-		.guest_phys_addr = s->base * PAGE,
-		.memory_size = s->npages * PAGE,
-		.userspace_addr = s->hva,
-		.user_data = (void *)s->rec,
-	};
+	struct memslot_region r = tc_region_pages(0, s->id, s->flags, s->base,
+						  s->npages, s->hva);
 
+	r.user_data = s->rec;
 	return r;
 }
 
@@ -619,7 +585,7 @@ static bool pick_range(struct stress *st, const struct layout *l,
 		       uint64_t npages, uint32_t id, uint64_t *base)
 {
 	for (int tries = 0; tries < 16; tries++) {
-		*base = rnd(&st->seed) % (GFN_SPACE - npages);
+		*base = tc_rng(&st->seed) % (GFN_SPACE - npages);
 		if (range_free(l, *base, npages, id))
 			return true;
 	}
@@ -632,7 +598,7 @@ static size_t op_create(struct stress *st, const struct layout *l,
 			struct layout *next, struct memslot_region *q)
 {
 	int id = free_id(st, l);
-	uint64_t npages = 1 + rnd(&st->seed) % 32, base;
+	uint64_t npages = 1 + tc_rng(&st->seed) % 32, base;
 	struct shape s;
 
 	if (id < 0 || !pick_range(st, l, npages, (uint32_t)id, &base))
@@ -645,7 +611,7 @@ static size_t op_create(struct stress *st, const struct layout *l,
 
 static const struct shape *pick_slot(struct stress *st, const struct layout *l)
 {
-	return l->n ? &l->s[rnd(&st->seed) % l->n] : NULL;
+	return l->n ? &l->s[tc_rng(&st->seed) % l->n] : NULL;
 }
 
 static size_t op_delete(struct stress *st, const struct layout *l,
@@ -713,8 +679,8 @@ static size_t op_split(struct stress *st, const struct layout *l,
 		return 0;
 	lay_remove(next, s->id);
 	cut[0] = 0;
-	cut[1] = 1 + rnd(&st->seed) % (s->npages - 2);
-	cut[2] = cut[1] + 1 + rnd(&st->seed) % (s->npages - cut[1] - 1);
+	cut[1] = 1 + tc_rng(&st->seed) % (s->npages - 2);
+	cut[2] = cut[1] + 1 + tc_rng(&st->seed) % (s->npages - cut[1] - 1);
 	cut[3] = s->npages;
 	q[0] = req_delete(s->id);
 	for (int i = 0; i < 3; i++) {
@@ -771,7 +737,7 @@ static void writer_step(struct stress *st)
 	int err;
 
 	next->final = *l;
-	n = ops[rnd(&st->seed) % (sizeof(ops) / sizeof(ops[0]))](st, l,
+	n = ops[tc_rng(&st->seed) % (sizeof(ops) / sizeof(ops[0]))](st, l,
 							     &next->final, q);
 	if (!n)
 		return;
@@ -805,7 +771,7 @@ static void writer_step(struct stress *st)
 
 static bool keep_writing(const struct stress *st, double end)
 {
-	double t = now();
+	double t = tc_now();
 
 	if (t < end)
 		return true;
@@ -822,7 +788,7 @@ static void run_consistency(const struct memslot_rcu_ops *rcu, bool deferred)
 	stress_init(st, rcu);
 	st->deferred = deferred;
 	start_readers(st, rd, reader_main);
-	end = now() + stress_seconds();
+	end = tc_now() + tc_stress_seconds(3.0);
 	while (!atomic_load(&st->stop) && keep_writing(st, end) &&
 	       atomic_load(&st->nsnap) < MAX_VERSIONS &&
 	       st->nrecs + 4 < st->cap_recs)
@@ -884,7 +850,7 @@ static void *modification_reader(void *arg)
 	while (!atomic_load_explicit(&st->stop, memory_order_relaxed)) {
 		memslot_read_lock(st->vm);
 		for (int i = 0; i < 64; i++) {
-			uint64_t off = rnd(&r->seed) % BIG_PAGES, hva = 0;
+			uint64_t off = tc_rng(&r->seed) % BIG_PAGES, hva = 0;
 			const struct memslot_slot *s =
 				memslot_vcpu_gfn_to_slot(vcpu, 0, BIG_BASE + off);
 			int err = memslot_gfn_to_hva(st->vm, 0, BIG_BASE + off,
@@ -925,7 +891,7 @@ static void test_modification_stress(void **state)
 	st->big_hva = big.userspace_addr;
 	assert_int_equal(memslot_set_region(st->vm, &big, NULL), 0);
 	start_readers(st, rd, modification_reader);
-	end = now() + stress_seconds();
+	end = tc_now() + tc_stress_seconds(3.0);
 	while (!atomic_load(&st->stop) && keep_writing(st, end)) {
 		other.memory_size = PAGE;
 		if (memslot_set_region(st->vm, &other, NULL))
@@ -972,7 +938,7 @@ static void *pair_reader(void *arg)
 		memslot_read_lock(st->vm);
 		v = memslot_view_get(st->vm, 0);
 		x = memslot_view_gfn_to_slot(v, PAIR_X) != NULL;
-		for (int i = 0; i < (int)(rnd(&r->seed) % 64); i++)
+		for (int i = 0; i < (int)(tc_rng(&r->seed) % 64); i++)
 			atomic_signal_fence(memory_order_seq_cst);
 		y = memslot_view_search(v, PAIR_Y, false) != NULL;
 		memslot_read_unlock(st->vm);
@@ -1001,7 +967,7 @@ static void run_pairs(bool deferred)
 	assert_non_null(st);
 	stress_init(st, default_rcu());
 	start_readers(st, rd, pair_reader);
-	end = now() + stress_seconds() / 2;
+	end = tc_now() + tc_stress_seconds(3.0) / 2;
 	while (!atomic_load(&st->stop) && keep_writing(st, end)) {
 		q[0].memory_size = q[1].memory_size = st->changes % 2 ? 0 : PAGE;
 		if ((deferred ? memslot_set_regions_deferred(st->vm, q, 2, &res)
@@ -1042,7 +1008,7 @@ int main(void)
 		cmocka_unit_test(test_modification_stress),
 	};
 
-#ifdef UNDER_TSAN
+#ifdef TC_UNDER_TSAN
 	print_message("ThreadSanitizer: every VM uses the counter backend\n");
 #endif
 	return cmocka_run_group_tests_name("stress", tests, NULL, NULL);

@@ -21,7 +21,9 @@
 
 #include <memslot/memslot.h>
 
-#define PAGE 4096ull
+#include "common.h"
+
+#define PAGE TC_PAGE
 #define HVA 0x10000000ull
 #define MAX_SLOTS 16
 
@@ -43,10 +45,7 @@ struct fixture {
 	struct memslot_vm *vm;
 	struct memslot_config cfg;
 	struct memslot_callbacks cb;
-	struct memslot_allocator alloc;
-	long allocs;		/* allocations so far */
-	long fail_at;		/* the allocation that fails, or -1 */
-	size_t live;		/* bytes allocated and not yet freed */
+	struct tc_alloc alloc;	/* counts bytes, fails on request */
 	/* What the flush hook saw: the layout at the first call, over the
 	 * gfn window [probe_lo, probe_hi). */
 	int flushes;
@@ -58,29 +57,8 @@ struct fixture {
 	int mid_holes;		/* gfns of the old layout found in no slot */
 	int mid_valid;		/* of those found, not INVALID */
 	int mid_hva_ok;		/* translations that did not fail */
-	struct layout before;	/* the layout before the batch */
+	struct tc_layout before; /* the VM before the batch */
 };
-
-static void *t_malloc(void *ctx, size_t size)
-{
-	struct fixture *f = ctx;
-
-	void *p;
-
-	if (f->allocs++ == f->fail_at)
-		return NULL;
-	p = malloc(size);
-	f->live += p ? size : 0;
-	return p;
-}
-
-static void t_free(void *ctx, void *ptr, size_t size)
-{
-	struct fixture *f = ctx;
-
-	f->live -= size;
-	free(ptr);
-}
 
 static struct shape shape_of(const struct memslot_slot *s)
 {
@@ -112,6 +90,12 @@ static void snapshot(struct fixture *f, unsigned int as_id, struct layout *l)
 	memslot_read_lock(f->vm);
 	walk(f->vm, as_id, l);
 	memslot_read_unlock(f->vm);
+}
+
+/* The whole VM, slot pointers included, to show a failure changed nothing. */
+static void take_before(struct fixture *f, struct tc_layout *l)
+{
+	tc_layout_take(l, f->vm, f->cfg.nr_as, true);
 }
 
 /* Where the old layout had memory, the INVALID phase must still find a
@@ -182,12 +166,8 @@ static struct fixture *fixture_new(unsigned int nr_as)
 		.prepare = on_prepare, .commit = on_commit, .ctx = f,
 	};
 	f->cfg.callbacks = &f->cb;
-	f->alloc = (struct memslot_allocator){
-		.size = sizeof(f->alloc), .malloc = t_malloc, .free = t_free,
-		.ctx = f,
-	};
-	f->cfg.alloc = &f->alloc;
-	f->fail_at = -1;
+	tc_alloc_init(&f->alloc);
+	f->cfg.alloc = &f->alloc.ops;
 	assert_int_equal(memslot_vm_create(&f->cfg, &f->vm), 0);
 	return f;
 }
@@ -197,23 +177,17 @@ static struct fixture *fixture_new(unsigned int nr_as)
 static void fixture_free(struct fixture *f)
 {
 	memslot_vm_destroy(f->vm);
-	assert_int_equal(f->live, 0);
+	assert_int_equal(f->alloc.live, 0);
+	tc_layout_free(&f->before);
 	free(f);
 }
 
+/* Slot @id of @as_id over @npages pages at @gfn, backed at byte @hva. */
 static struct memslot_region reg(unsigned int as_id, uint32_t id,
 				 uint64_t gfn, uint64_t npages, uint64_t hva,
 				 uint32_t flags)
 {
-	struct memslot_region r = {
-		.slot = as_id << 16 | id,
-		.flags = flags,
-		.guest_phys_addr = gfn * PAGE,
-		.memory_size = npages * PAGE,
-		.userspace_addr = hva,
-	};
-
-	return r;
+	return tc_region_pages(as_id, id, flags, gfn, npages, hva);
 }
 
 static struct memslot_region del(uint32_t id)
@@ -256,11 +230,6 @@ static void assert_active(struct fixture *f, const struct shape *want,
 
 	snapshot(f, 0, &l);
 	assert_layout(&l, want, n);
-}
-
-static void assert_same_layout(const struct layout *a, const struct layout *b)
-{
-	assert_layout(a, b->s, b->n);
 }
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -489,17 +458,18 @@ struct bad_case {
 
 static void expect_untouched(struct fixture *f, uint64_t gen)
 {
-	struct layout l;
+	struct tc_layout now = { 0 };
 	struct memslot_stats st;
 
-	snapshot(f, 0, &l);
-	assert_same_layout(&l, &f->before);
+	take_before(f, &now);
+	tc_layout_assert_equal(&now, &f->before);
+	tc_layout_free(&now);
 	assert_int_equal(memslot_generation(f->vm, 0), gen);
 	assert_int_equal(memslot_vm_stats(f->vm, 0, &st), 0);
-	assert_int_equal(st.used_ids, f->before.n);
+	assert_int_equal(st.used_ids, f->before.nslots);
 	/* The VM's count agrees with the allocator's (spare index nodes it
 	 * keeps for later changes included); leaks show at destruction. */
-	assert_int_equal(st.bytes, f->live);
+	assert_int_equal(st.bytes, f->alloc.live);
 	assert_int_equal(f->flushes + f->prepares + f->commits, 0);
 }
 
@@ -523,7 +493,7 @@ static void test_failure_in_middle(void **state)
 	(void)state;
 	add(f, 1, 0x100, 0x10, HVA);
 	add(f, 2, 0x200, 0x10, HVA + 0x10 * PAGE);
-	snapshot(f, 0, &f->before);
+	take_before(f, &f->before);
 	gen = memslot_generation(f->vm, 0);
 	for (size_t i = 0; i < NELEM(bad); i++) {
 		/* good, good (a delete), bad, good */
@@ -561,12 +531,11 @@ static void test_allocation_failure(void **state)
 	(void)state;
 	add(f, 1, 0x100, 0x30, HVA);
 	add(f, 2, 0x400, 0x10, HVA + 0x30 * PAGE);
-	snapshot(f, 0, &f->before);
+	take_before(f, &f->before);
 	gen = memslot_generation(f->vm, 0);
 	for (k = 0; k < 1000; k++) {
 		reset_counts(f);
-		f->allocs = 0;
-		f->fail_at = k;
+		tc_alloc_fail_nth(&f->alloc, k);
 		memset(&res, 0, sizeof(res));
 		err = memslot_set_regions(f->vm, r, NELEM(r), &res);
 		if (!err)
@@ -577,10 +546,10 @@ static void test_allocation_failure(void **state)
 		/* The first allocation is the batch's own bookkeeping. */
 		if (k == 0)
 			assert_int_equal(res.failed, NELEM(r));
-		f->fail_at = -1;
+		tc_alloc_disarm(&f->alloc);
 		expect_untouched(f, gen);
 	}
-	f->fail_at = -1;
+	tc_alloc_disarm(&f->alloc);
 	/* Some allocation was failed before the batch got through. */
 	assert_true(k > 2);
 	assert_int_equal(err, 0);
@@ -669,7 +638,7 @@ static void test_change_list_truncated(void **state)
 	res.max_changes = 0;
 	assert_int_equal(memslot_set_regions(f->vm, r, 2, &res), 0);
 	assert_int_equal(res.nchanges, 2);
-	assert_int_equal(f->before.n, 0);
+	assert_int_equal(f->before.nslots, 0);
 	fixture_free(f);
 }
 
@@ -762,7 +731,7 @@ static void test_empty_batch(void **state)
 	struct memslot_txn_result res = { .rule = MEMSLOT_RULE_COUNT,
 					  .nchanges = 99 };
 	uint64_t gen = memslot_generation(f->vm, 0);
-	long allocs = f->allocs;
+	long allocs = f->alloc.calls;
 
 	(void)state;
 	assert_int_equal(memslot_set_regions(f->vm, NULL, 0, &res), 0);
@@ -770,7 +739,7 @@ static void test_empty_batch(void **state)
 	assert_int_equal(res.nchanges, 0);
 	assert_int_equal(memslot_set_regions(f->vm, NULL, 0, NULL), 0);
 	assert_int_equal(memslot_generation(f->vm, 0), gen);
-	assert_int_equal(f->allocs, allocs);	/* not even bookkeeping */
+	assert_int_equal(f->alloc.calls, allocs); /* not even bookkeeping */
 	assert_int_equal(memslot_set_regions(f->vm, NULL, 1, &res), -EINVAL);
 	fixture_free(f);
 }
@@ -824,7 +793,7 @@ static void test_creates_verdicts(void **state)
 
 	(void)state;
 	add(f, 1, 0x100, 0x10, HVA + 0x100 * PAGE);
-	snapshot(f, 0, &f->before);
+	take_before(f, &f->before);
 	gen = memslot_generation(f->vm, 0);
 	for (size_t i = 0; i < NELEM(cases); i++) {
 		reset_counts(f);

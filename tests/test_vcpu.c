@@ -18,9 +18,10 @@
 
 #include <cmocka.h>
 
+#include "common.h"
 #include "vm.h"
 
-#define PAGE 4096ull
+#define PAGE TC_PAGE
 
 struct fixture {
 	struct memslot_vm *vm;
@@ -65,12 +66,8 @@ static void fixture_fini(struct fixture *f)
 static int set_slot(struct fixture *f, unsigned int as_id, uint32_t id,
 		    uint64_t gfn, uint64_t npages, uint64_t hva)
 {
-	struct memslot_region r = {
-		.slot = as_id << 16 | id,
-		.guest_phys_addr = gfn * PAGE,
-		.memory_size = npages * PAGE,
-		.userspace_addr = hva,
-	};
+	struct memslot_region r = tc_region_pages(as_id, id, 0, gfn, npages,
+						  hva);
 	enum memslot_rule rule;
 
 	return memslot_set_region(f->vm, &r, &rule);
