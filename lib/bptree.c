@@ -284,6 +284,24 @@ void bpt_retired_free(struct mem_alloc *alloc, struct bpt_node *list)
 	}
 }
 
+size_t bpt_node_bytes(bool leaf)
+{
+	return node_size(leaf);
+}
+
+void bpt_pool_add(struct bpt_pool *pool, struct bpt_node *nd, bool leaf)
+{
+	nd->leaf = leaf;
+	pool_push(pool, nd);
+}
+
+struct bpt_node *bpt_pool_take(struct bpt_pool *pool, bool leaf, size_t keep)
+{
+	size_t have = leaf ? pool->nleaves : pool->ninners;
+
+	return have > keep ? pool_pop(pool, leaf) : NULL;
+}
+
 void bpt_pool_trim(struct bpt_pool *pool, size_t keep)
 {
 	while (pool->nleaves > keep)
