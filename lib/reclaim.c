@@ -201,6 +201,7 @@ int reclaim_start(struct memslot_vm *vm)
 
 	if (rc->running)
 		return 0;
+	spares_start(&vm->spares);
 	if (pthread_create(&rc->thread, NULL, reclaim_main, vm))
 		return -EAGAIN;
 	rc->running = true;

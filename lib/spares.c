@@ -75,17 +75,18 @@ static struct spares_list batch_pop(struct spares_batches *bs)
 	return l;
 }
 
-/* Append @from to @to, leaving @from empty.  O(1). */
+/* Put @from before @to's batches, leaving @from empty.  O(1).  First:
+ * the writer takes the batches touched last, whose lines are the most
+ * likely to be cached still. */
 static void batches_splice(struct spares_batches *to,
 			   struct spares_batches *from)
 {
 	if (!from->head)
 		return;
-	if (to->head)
-		to->tail->next_batch = from->head;
-	else
-		to->head = from->head;
-	to->tail = from->tail;
+	if (!to->head)
+		to->tail = from->tail;
+	from->tail->next_batch = to->head;
+	to->head = from->head;
 	to->n += from->n;
 	memset(from, 0, sizeof(*from));
 }
@@ -133,11 +134,11 @@ void spares_destroy(struct spares *sp)
 /* ---- the writer ---------------------------------------------------- */
 
 /* Relaxed: the thread only reads the count to size the stock. */
-static void count_taken(struct spares_stock *k)
+static void count_taken(struct spares_stock *k, size_t n)
 {
 	size_t t = atomic_load_explicit(&k->taken, memory_order_relaxed);
 
-	atomic_store_explicit(&k->taken, t + 1, memory_order_relaxed);
+	atomic_store_explicit(&k->taken, t + n, memory_order_relaxed);
 }
 
 /*
@@ -153,13 +154,23 @@ void *spares_take(struct spares *sp, enum spares_kind kind)
 	if (!p && !pthread_mutex_trylock(&sp->lock)) {
 		k->mine = batch_pop(&k->stock);
 		pthread_mutex_unlock(&sp->lock);
+		count_taken(k, k->mine.n);
 		p = spares_list_pop(&k->mine);
 	}
-	if (!p)
-		p = mem_malloc(sp->alloc, k->size);
-	if (p)
-		count_taken(k);
+	if (!p && (p = mem_malloc(sp->alloc, k->size)))
+		count_taken(k, 1);
+	/* The next take reads the next object's link: start loading it
+	 * while the caller fills this one. */
+	if (k->mine.head)
+		__builtin_prefetch(k->mine.head, 1);
 	return p;
+}
+
+void spares_start(struct spares *sp)
+{
+	for (int i = 0; i < SPARES_KINDS; i++)
+		sp->kind[i].seen = atomic_load_explicit(&sp->kind[i].taken,
+							memory_order_relaxed);
 }
 
 void spares_put(struct spares *sp, enum spares_kind kind, void *p)
@@ -212,7 +223,8 @@ size_t spares_stocked(struct spares *sp, enum spares_kind kind)
 /*
  * What the writer took since the last pass is what it will take until the
  * next one, roughly (changes come in bursts, passes follow them): the
- * estimate follows a rise at once and decays by a quarter per pass.
+ * estimate follows a rise at once and decays by a quarter per pass (to
+ * zero, rounding up).
  */
 static void update_need(struct spares_stock *k)
 {
@@ -220,7 +232,7 @@ static void update_need(struct spares_stock *k)
 	size_t used = taken - k->seen;
 
 	k->seen = taken;
-	k->need = used > k->need ? used : k->need - k->need / 4;
+	k->need = used > k->need ? used : k->need - (k->need + 3) / 4;
 }
 
 /* Fill @keep from @back, then from the allocator, until @have + its count

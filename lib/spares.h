@@ -75,8 +75,9 @@ struct spares_batches {
  * @stock: filled by the reclaim thread, taken by the writer (lock)
  * @surplus: what the writer had too many of, for the thread (lock)
  * @mine: the writer's own
- * @taken: objects the writer took (its own, the stock's or new ones);
- *	written by the writer, read by the thread to size the stock
+ * @taken: objects the writer drew from the stock (whole batches) or the
+ *	allocator, not its own list: what the stock has to provide; written
+ *	by the writer, read by the thread
  * @seen: @taken at the thread's previous pass
  * @need: the thread's estimate of what the writer takes between passes
  */
@@ -128,6 +129,12 @@ void *spares_list_pop(struct spares_list *l);
  * Return: the object, or NULL when the allocator fails.
  */
 void *spares_take(struct spares *sp, enum spares_kind kind);
+
+/* What the writer drew so far is not the thread's business: its first
+ * pass sizes the stocks to what is drawn from now on (not to a VM's
+ * initial layout, say).  Context: writer lock held, before the reclaim
+ * thread starts. */
+void spares_start(struct spares *sp);
 
 /* An object of @kind the writer no longer needs (never reached by a
  * reader, or after a grace period).  Context: writer lock held. */
