@@ -11,7 +11,11 @@ void spares_init(struct spares *sp, struct mem_alloc *alloc,
 	pthread_mutex_init(&sp->lock, NULL);
 	sp->alloc = alloc;
 	for (int i = 0; i < SPARES_KINDS; i++) {
+		size_t fit = (sizes[i] - sizeof(struct spares_batch)) /
+			     sizeof(void *) + 1;
+
 		sp->kind[i].size = sizes[i];
+		sp->kind[i].batch = fit < SPARES_BATCH ? fit : SPARES_BATCH;
 		atomic_init(&sp->kind[i].taken, 0);
 	}
 }
@@ -59,20 +63,16 @@ static void list_free(struct spares_list *l, struct mem_alloc *alloc,
 
 /* ---- batches ------------------------------------------------------ */
 
-/* The first batch of @bs as a list, or an empty list. */
-static struct spares_list batch_pop(struct spares_batches *bs)
+/* The first batch of @bs, or NULL. */
+static struct spares_batch *batch_pop(struct spares_batches *bs)
 {
 	struct spares_batch *b = bs->head;
-	struct spares_list l = { 0 };
 
-	if (!b)
-		return l;
-	bs->head = b->next_batch;
-	bs->n -= b->n;
-	l.head = b;
-	l.tail = b->tail;
-	l.n = b->n;
-	return l;
+	if (b) {
+		bs->head = b->next;
+		bs->n -= b->n;
+	}
+	return b;
 }
 
 /* Put @from before @to's batches, leaving @from empty.  O(1).  First:
@@ -85,38 +85,56 @@ static void batches_splice(struct spares_batches *to,
 		return;
 	if (!to->head)
 		to->tail = from->tail;
-	from->tail->next_batch = to->head;
+	from->tail->next = to->head;
 	to->head = from->head;
 	to->n += from->n;
 	memset(from, 0, sizeof(*from));
 }
 
-/* Cut @l into batches of SPARES_BATCH objects appended to @bs. */
-static void batches_fill(struct spares_batches *bs, struct spares_list *l)
+/* Put @b, of @n objects, after @bs's batches. */
+static void batches_append(struct spares_batches *bs, struct spares_batch *b,
+			   size_t n)
 {
-	struct spares_list one;
-	struct spares_batch *b;
-	void *p;
+	b->n = n;
+	b->next = NULL;
+	if (bs->head)
+		bs->tail->next = b;
+	else
+		bs->head = b;
+	bs->tail = b;
+	bs->n += n;
+}
 
-	while (l->n) {
-		memset(&one, 0, sizeof(one));
-		while (one.n < SPARES_BATCH && (p = spares_list_pop(l)))
-			spares_list_push(&one, p);
-		b = one.head;
-		b->next_batch = NULL;
-		b->n = one.n;
-		b->tail = one.tail;
-		batches_splice(bs, &(struct spares_batches){ b, b, b->n });
+/* Cut @l into batches of @k->batch objects appended to @bs. */
+static void batches_fill(const struct spares_stock *k,
+			 struct spares_batches *bs, struct spares_list *l)
+{
+	struct spares_batch *b;
+	size_t n;
+
+	while ((b = spares_list_pop(l))) {
+		for (n = 1; n < k->batch && l->n; n++)
+			b->obj[n - 1] = spares_list_pop(l);
+		batches_append(bs, b, n);
 	}
+}
+
+/* Free @b and the first @n - 1 objects it lists. */
+static void batch_free(struct spares_batch *b, size_t n,
+		       struct mem_alloc *alloc, size_t size)
+{
+	for (size_t i = 0; i + 1 < n; i++)
+		mem_free(alloc, b->obj[i], size);
+	mem_free(alloc, b, size);
 }
 
 static void batches_free(struct spares_batches *bs, struct mem_alloc *alloc,
 			 size_t size)
 {
-	struct spares_list l;
+	struct spares_batch *b;
 
-	while ((l = batch_pop(bs)).n)
-		list_free(&l, alloc, size);
+	while ((b = batch_pop(bs)))
+		batch_free(b, b->n, alloc, size);
 }
 
 void spares_destroy(struct spares *sp)
@@ -127,6 +145,8 @@ void spares_destroy(struct spares *sp)
 		batches_free(&k->stock, sp->alloc, k->size);
 		list_free(&k->surplus, sp->alloc, k->size);
 		list_free(&k->mine, sp->alloc, k->size);
+		if (k->cur)
+			batch_free(k->cur, k->left + 1, sp->alloc, k->size);
 	}
 	pthread_mutex_destroy(&sp->lock);
 }
@@ -146,23 +166,35 @@ static void count_taken(struct spares_stock *k, size_t n)
  * a batch thread and may be preempted holding it; the writer would rather
  * allocate one object than wait for a time slice.
  */
+/* The next object of the writer's batch, or NULL. */
+static void *batch_take(struct spares_stock *k)
+{
+	struct spares_batch *b = k->cur;
+
+	if (!b || k->left)
+		return b ? b->obj[--k->left] : NULL;
+	k->cur = NULL;
+	return b;
+}
+
 void *spares_take(struct spares *sp, enum spares_kind kind)
 {
 	struct spares_stock *k = &sp->kind[kind];
 	void *p = spares_list_pop(&k->mine);
 
+	if (!p)
+		p = batch_take(k);
 	if (!p && !pthread_mutex_trylock(&sp->lock)) {
-		k->mine = batch_pop(&k->stock);
+		k->cur = batch_pop(&k->stock);
 		pthread_mutex_unlock(&sp->lock);
-		count_taken(k, k->mine.n);
-		p = spares_list_pop(&k->mine);
+		if (k->cur) {
+			k->left = k->cur->n - 1;
+			count_taken(k, k->cur->n);
+		}
+		p = batch_take(k);
 	}
 	if (!p && (p = mem_malloc(sp->alloc, k->size)))
 		count_taken(k, 1);
-	/* The next take reads the next object's link: start loading it
-	 * while the caller fills this one. */
-	if (k->mine.head)
-		__builtin_prefetch(k->mine.head, 1);
 	return p;
 }
 
@@ -208,6 +240,13 @@ static size_t target_of(const struct spares_stock *k)
 size_t spares_target(const struct spares *sp, enum spares_kind kind)
 {
 	return target_of(&sp->kind[kind]);
+}
+
+size_t spares_held(const struct spares *sp, enum spares_kind kind)
+{
+	const struct spares_stock *k = &sp->kind[kind];
+
+	return k->mine.n + (k->cur ? k->left + 1 : 0);
 }
 
 size_t spares_stocked(struct spares *sp, enum spares_kind kind)
@@ -258,7 +297,7 @@ static void fill(struct spares *sp, struct spares_stock *k,
 static void trim(struct spares *sp, struct spares_stock *k, size_t want)
 {
 	struct spares_batches all = { 0 }, keep = { 0 };
-	struct spares_list l;
+	struct spares_batch *b;
 
 	pthread_mutex_lock(&sp->lock);
 	if (k->stock.n > 2 * want)
@@ -266,8 +305,8 @@ static void trim(struct spares *sp, struct spares_stock *k, size_t want)
 	pthread_mutex_unlock(&sp->lock);
 	if (!all.head)
 		return;
-	while (keep.n < want && (l = batch_pop(&all)).n)
-		batches_fill(&keep, &l);
+	while (keep.n < want && (b = batch_pop(&all)))
+		batches_append(&keep, b, b->n);
 	pthread_mutex_lock(&sp->lock);
 	batches_splice(&k->stock, &keep);
 	pthread_mutex_unlock(&sp->lock);
@@ -288,7 +327,7 @@ static void restock_kind(struct spares *sp, struct spares_stock *k,
 	have = k->stock.n;
 	pthread_mutex_unlock(&sp->lock);
 	fill(sp, k, &keep, back, have, target_of(k));
-	batches_fill(&add, &keep);
+	batches_fill(k, &add, &keep);
 	pthread_mutex_lock(&sp->lock);
 	batches_splice(&k->stock, &add);
 	pthread_mutex_unlock(&sp->lock);

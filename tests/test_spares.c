@@ -202,8 +202,8 @@ static void test_restock_frees(void **state)
 	assert_true(spares_target(&f->sp, SPARES_SET) < want);
 	/* (the writer took whole batches; what it did not use is its own) */
 	assert_int_equal(spares_stocked(&f->sp, SPARES_SET) +
-			 f->sp.kind[SPARES_SET].mine.n, want - 100);
-	assert_true(f->sp.kind[SPARES_SET].mine.n < SPARES_BATCH);
+			 spares_held(&f->sp, SPARES_SET), want - 100);
+	assert_true(spares_held(&f->sp, SPARES_SET) < SPARES_BATCH);
 	assert_int_equal(f->c.frees, 100);
 }
 
@@ -274,9 +274,9 @@ static void test_settle(void **state)
 	assert_non_null(p[0]);
 	assert_int_equal(f->c.mallocs, mallocs);
 	assert_int_equal(spares_stocked(&f->sp, SPARES_SLOT) +
-			 f->sp.kind[SPARES_SLOT].mine.n + 1,
+			 spares_held(&f->sp, SPARES_SLOT) + 1,
 			 spares_target(&f->sp, SPARES_SLOT));
-	assert_true(f->sp.kind[SPARES_SLOT].mine.n < SPARES_BATCH);
+	assert_true(spares_held(&f->sp, SPARES_SLOT) < SPARES_BATCH);
 	spares_put(&f->sp, SPARES_SLOT, p[0]);
 }
 
