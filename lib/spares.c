@@ -17,6 +17,7 @@ void spares_init(struct spares *sp, struct mem_alloc *alloc,
 		sp->kind[i].size = sizes[i];
 		sp->kind[i].batch = fit < SPARES_BATCH ? fit : SPARES_BATCH;
 		atomic_init(&sp->kind[i].taken, 0);
+		atomic_init(&sp->kind[i].avail, 0);
 	}
 }
 
@@ -62,6 +63,12 @@ static void list_free(struct spares_list *l, struct mem_alloc *alloc,
 }
 
 /* ---- batches ------------------------------------------------------ */
+
+/* Context: the lock held, @k->stock just changed. */
+static void stock_changed(struct spares_stock *k)
+{
+	atomic_store_explicit(&k->avail, k->stock.n, memory_order_relaxed);
+}
 
 /* The first batch of @bs, or NULL. */
 static struct spares_batch *batch_pop(struct spares_batches *bs)
@@ -184,8 +191,12 @@ void *spares_take(struct spares *sp, enum spares_kind kind)
 
 	if (!p)
 		p = batch_take(k);
-	if (!p && !pthread_mutex_trylock(&sp->lock)) {
+	/* An empty stock costs no lock: the line it is on may be the
+	 * thread's just then. */
+	if (!p && atomic_load_explicit(&k->avail, memory_order_relaxed) &&
+	    !pthread_mutex_trylock(&sp->lock)) {
 		k->cur = batch_pop(&k->stock);
+		stock_changed(k);
 		pthread_mutex_unlock(&sp->lock);
 		if (k->cur) {
 			k->left = k->cur->n - 1;
@@ -302,6 +313,7 @@ static void trim(struct spares *sp, struct spares_stock *k, size_t want)
 	pthread_mutex_lock(&sp->lock);
 	if (k->stock.n > 2 * want)
 		batches_splice(&all, &k->stock);
+	stock_changed(k);
 	pthread_mutex_unlock(&sp->lock);
 	if (!all.head)
 		return;
@@ -309,6 +321,7 @@ static void trim(struct spares *sp, struct spares_stock *k, size_t want)
 		batches_append(&keep, b, b->n);
 	pthread_mutex_lock(&sp->lock);
 	batches_splice(&k->stock, &keep);
+	stock_changed(k);
 	pthread_mutex_unlock(&sp->lock);
 	batches_free(&all, sp->alloc, k->size);
 }
@@ -330,6 +343,7 @@ static void restock_kind(struct spares *sp, struct spares_stock *k,
 	batches_fill(k, &add, &keep);
 	pthread_mutex_lock(&sp->lock);
 	batches_splice(&k->stock, &add);
+	stock_changed(k);
 	pthread_mutex_unlock(&sp->lock);
 	list_free(back, sp->alloc, k->size);
 	trim(sp, k, target_of(k));

@@ -79,6 +79,7 @@ struct spares_batches {
  * @batch: objects per batch: what one object can list, at most
  *	SPARES_BATCH
  * @stock: filled by the reclaim thread, taken by the writer (lock)
+ * @avail: @stock.n, stored under the lock, read by the writer without it
  * @surplus: what the writer had too many of, for the thread (lock)
  * @mine: the writer's own, put back by it
  * @cur: the writer's batch from the stock, taken from before the stock
@@ -93,6 +94,7 @@ struct spares_stock {
 	size_t size;
 	size_t batch;
 	struct spares_batches stock;
+	_Atomic size_t avail;
 	struct spares_list surplus;
 	struct spares_list mine;
 	struct spares_batch *cur;
@@ -115,7 +117,7 @@ struct spares {
 #define SPARES_MINE_MAX 128
 /* The least and most the thread keeps in stock for one kind. */
 #define SPARES_STOCK_MIN 64
-#define SPARES_STOCK_MAX 16384
+#define SPARES_STOCK_MAX 32768
 
 /* Empty stocks for objects of @sizes[kind] bytes (room for a struct
  * spares_batch and one address at least), allocated from @alloc. */
