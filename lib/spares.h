@@ -13,11 +13,11 @@
  *  - the reclaim thread owns the stock.  It puts returned objects in it,
  *    sizes it to what the writer took recently, allocates what is
  *    missing ahead of time and frees what is surplus;
- *  - the writer takes from its own list, refilled from the stock one
- *    batch of at most SPARES_BATCH objects at a time (O(1), under a lock
- *    it only tries), allocates only when both are empty, and never frees:
- *    what it does not need goes back to its own list, and a surplus there
- *    is handed to the thread in one splice.
+ *  - the writer takes from its own list, then from one batch of at most
+ *    SPARES_BATCH objects taken from the stock at a time (O(1), under a
+ *    lock it only tries), allocates only when all are empty, and never
+ *    frees: what it does not need goes back to its own list, and a
+ *    surplus there is handed to the thread in one splice.
  *
  * Objects are linked through their first word while they are spares; the
  * first object of a batch in the stock lists the others (struct
