@@ -152,16 +152,23 @@ void bpt_pool_init(struct bpt_pool *pool, struct mem_alloc *alloc)
 	pool->alloc = alloc;
 }
 
-static void pool_push(struct bpt_pool *pool, struct bpt_node *nd)
+/* @nd (a leaf if @leaf, whatever nd->leaf says) goes on its free list. */
+static void pool_push_kind(struct bpt_pool *pool, struct bpt_node *nd,
+			   bool leaf)
 {
-	struct bpt_node **head = nd->leaf ? &pool->leaves : &pool->inners;
+	struct bpt_node **head = leaf ? &pool->leaves : &pool->inners;
 
 	nd->vals[0] = *head;
 	*head = nd;
-	if (nd->leaf)
+	if (leaf)
 		pool->nleaves++;
 	else
 		pool->ninners++;
+}
+
+static void pool_push(struct bpt_pool *pool, struct bpt_node *nd)
+{
+	pool_push_kind(pool, nd, nd->leaf);
 }
 
 static struct bpt_node *pool_pop(struct bpt_pool *pool, bool leaf)
@@ -291,6 +298,25 @@ void bpt_retired_free(struct mem_alloc *alloc, struct bpt_node *list)
 		list = nd->retired;
 		mem_free(alloc, nd, node_size(nd->leaf));
 	}
+}
+
+size_t bpt_node_bytes(bool leaf)
+{
+	return node_size(leaf);
+}
+
+/* node_take() sets nd->leaf: not written here, one cache line less to
+ * fetch for a node that comes from far away. */
+void bpt_pool_add(struct bpt_pool *pool, struct bpt_node *nd, bool leaf)
+{
+	pool_push_kind(pool, nd, leaf);
+}
+
+struct bpt_node *bpt_pool_take(struct bpt_pool *pool, bool leaf, size_t keep)
+{
+	size_t have = leaf ? pool->nleaves : pool->ninners;
+
+	return have > keep ? pool_pop(pool, leaf) : NULL;
 }
 
 void bpt_pool_trim(struct bpt_pool *pool, size_t keep)

@@ -124,6 +124,13 @@ void bpt_pool_init(struct bpt_pool *pool, struct mem_alloc *alloc);
 /* Make sure @pool holds at least @leaves leaves and @inners inners.
  * Return: 0 or -ENOMEM (the pool keeps what it had). */
 int bpt_pool_reserve(struct bpt_pool *pool, size_t leaves, size_t inners);
+/* Bytes of a leaf (@leaf) or inner node. */
+size_t bpt_node_bytes(bool leaf);
+/* Add @nd, bpt_node_bytes(@leaf) bytes from anywhere, as a spare. */
+void bpt_pool_add(struct bpt_pool *pool, struct bpt_node *nd, bool leaf);
+/* A spare leaf (@leaf) or inner node if the pool holds more than @keep
+ * of them, else NULL; the caller owns it. */
+struct bpt_node *bpt_pool_take(struct bpt_pool *pool, bool leaf, size_t keep);
 /* Free spare nodes beyond @keep of each kind. */
 void bpt_pool_trim(struct bpt_pool *pool, size_t keep);
 

@@ -16,7 +16,6 @@ void reclaim_init(struct reclaim *rc)
 {
 	memset(rc, 0, sizeof(*rc));
 	pthread_mutex_init(&rc->lock, NULL);
-	pthread_mutex_init(&rc->spare_lock, NULL);
 	pthread_cond_init(&rc->work, NULL);
 	pthread_cond_init(&rc->done, NULL);
 	rc->tail = &rc->head;
@@ -28,23 +27,26 @@ size_t retire_bytes(size_t cap)
 }
 
 struct retire *retire_alloc(struct mem_alloc *alloc, size_t nslots,
-			    struct recycled *spares)
+			    struct spares *spares)
 {
 	size_t cap = nslots <= RETIRE_SMALL ? RETIRE_SMALL : nslots;
-	struct retire *r = cap == RETIRE_SMALL ? recycled_pop(spares) : NULL;
+	struct retire *r = cap == RETIRE_SMALL ?
+			   spares_take(spares, SPARES_RETIRE) :
+			   mem_malloc(alloc, retire_bytes(cap));
 
-	if (r)
+	if (r) {
 		memset(r, 0, retire_bytes(cap));
-	else
-		r = mem_zalloc(alloc, retire_bytes(cap));
-	if (r)
 		r->cap = cap;
+	}
 	return r;
 }
 
-void retire_free(struct mem_alloc *alloc, struct retire *r)
+void retire_free(struct mem_alloc *alloc, struct retire *r,
+		 struct spares *spares)
 {
-	if (r)
+	if (r && r->cap == RETIRE_SMALL)
+		spares_put(spares, SPARES_RETIRE, r);
+	else if (r)
 		mem_free(alloc, r, retire_bytes(r->cap));
 }
 
@@ -85,142 +87,28 @@ static void call_hooks(struct memslot_vm *vm, struct retire *list)
 	vm_writer_unlock(vm);
 }
 
-/* Most nodes a VM keeps for recycling; beyond, they are freed. */
-#define RETURNED_MAX 4096
-
-/* What one pass of the thread gives back, gathered without a lock. */
-struct giveback {
-	struct bpt_node *nodes;
-	struct recycled slots;
-	struct recycled sets;
-	struct recycled retires;
-};
-
-static void nodes_prepend(struct bpt_node **to, size_t *n,
-			  struct bpt_node *list, size_t max,
-			  struct bpt_node **rest)
+/* The memory of @r, which no reader and no hook can reach any more:
+ * collected in @back, per kind, for the writer's spares. */
+static void free_one(struct memslot_vm *vm, struct retire *r,
+		     struct spares_list back[SPARES_KINDS])
 {
 	struct bpt_node *nd;
 
-	while ((nd = list) && *n < max) {
-		list = nd->retired;
-		nd->retired = *to;
-		*to = nd;
-		(*n)++;
+	while ((nd = r->nodes)) {
+		r->nodes = nd->retired;
+		spares_list_push(&back[nd->leaf ? SPARES_LEAF : SPARES_INNER],
+				 nd);
 	}
-	*rest = list;
-}
-
-void *recycled_pop(struct recycled *r)
-{
-	void *p = r->head;
-
-	if (p) {
-		r->head = *(void **)p;
-		r->n--;
-	}
-	return p;
-}
-
-void recycled_push(struct recycled *r, void *p, size_t max,
-		   struct mem_alloc *alloc, size_t size)
-{
-	if (r->n >= max) {
-		mem_free(alloc, p, size);
-		return;
-	}
-	*(void **)p = r->head;
-	r->head = p;
-	r->n++;
-}
-
-void recycled_move(struct recycled *to, struct recycled *from)
-{
-	void *p;
-
-	while ((p = recycled_pop(from))) {
-		*(void **)p = to->head;
-		to->head = p;
-		to->n++;
-	}
-}
-
-void recycled_trim(struct recycled *r, size_t keep, struct mem_alloc *alloc,
-		   size_t size)
-{
-	while (r->n > keep)
-		mem_free(alloc, recycled_pop(r), size);
-}
-
-/* Opportunistic: when the thread is handing objects back right now, the
- * writer does not wait for it and takes them at its next change. */
-void reclaim_recycle(struct reclaim *rc, struct bpt_pool *pool,
-		     struct recycled *slots, struct recycled *sets,
-		     struct recycled *retires)
-{
-	struct bpt_node *list;
-
-	if (pthread_mutex_trylock(&rc->spare_lock))
-		return;
-	list = rc->returned;
-	rc->returned = NULL;
-	rc->nreturned = 0;
-	recycled_move(slots, &rc->slots);
-	recycled_move(sets, &rc->sets);
-	recycled_move(retires, &rc->retires);
-	pthread_mutex_unlock(&rc->spare_lock);
-	bpt_pool_adopt(pool, list);
-}
-
-/* Most slot objects and headers kept for the writer to reuse. */
-#define RECYCLED_SLOTS_MAX 1024
-#define RECYCLED_SETS_MAX 64
-
-/* The memory of @r, which no reader and no hook can reach any more:
- * collected in @gb to go back to the writer for reuse. */
-static void free_one(struct memslot_vm *vm, struct retire *r,
-		     struct giveback *gb)
-{
-	struct bpt_node *rest;
-	size_t none = 0;
-
-	nodes_prepend(&gb->nodes, &none, r->nodes, SIZE_MAX, &rest);
 	for (size_t i = 0; i < r->nslots; i++) {
 		if (r->slots[i].free_dirty)
 			dirty_free(&vm->alloc, r->slots[i].slot);
-		recycled_push(&gb->slots, r->slots[i].slot, SIZE_MAX, NULL, 0);
+		spares_list_push(&back[SPARES_SLOT], r->slots[i].slot);
 	}
-	recycled_push(&gb->sets, r->set, SIZE_MAX, NULL, 0);
+	spares_list_push(&back[SPARES_SET], r->set);
 	if (r->cap == RETIRE_SMALL)
-		recycled_push(&gb->retires, r, SIZE_MAX, NULL, 0);
+		spares_list_push(&back[SPARES_RETIRE], r);
 	else
-		retire_free(&vm->alloc, r);
-}
-
-/* Hand @gb to the writer under one short lock; free what is over the
- * limits outside it. */
-static void give_back(struct memslot_vm *vm, struct giveback *gb)
-{
-	struct reclaim *rc = &vm->reclaim;
-	struct bpt_node *rest;
-	void *p;
-
-	pthread_mutex_lock(&rc->spare_lock);
-	nodes_prepend(&rc->returned, &rc->nreturned, gb->nodes, RETURNED_MAX,
-		      &rest);
-	while (rc->slots.n < RECYCLED_SLOTS_MAX &&
-	       (p = recycled_pop(&gb->slots)))
-		recycled_push(&rc->slots, p, SIZE_MAX, NULL, 0);
-	while (rc->sets.n < RECYCLED_SETS_MAX && (p = recycled_pop(&gb->sets)))
-		recycled_push(&rc->sets, p, SIZE_MAX, NULL, 0);
-	while (rc->retires.n < RECYCLED_SETS_MAX &&
-	       (p = recycled_pop(&gb->retires)))
-		recycled_push(&rc->retires, p, SIZE_MAX, NULL, 0);
-	pthread_mutex_unlock(&rc->spare_lock);
-	bpt_retired_free(&vm->alloc, rest);
-	recycled_trim(&gb->slots, 0, &vm->alloc, sizeof(struct memslot_slot));
-	recycled_trim(&gb->sets, 0, &vm->alloc, sizeof(struct memslot_set));
-	recycled_trim(&gb->retires, 0, &vm->alloc, retire_bytes(RETIRE_SMALL));
+		mem_free(&vm->alloc, r, retire_bytes(r->cap));
 }
 
 /* How long the thread gathers records after the first, unless someone
@@ -283,7 +171,7 @@ static void *reclaim_main(void *arg)
 	be_background();
 
 	while ((list = take_all(rc))) {
-		struct giveback gb = { 0 };
+		struct spares_list back[SPARES_KINDS] = { 0 };
 
 		/* One grace period covers every record taken: each was
 		 * published before this wait began. */
@@ -294,9 +182,11 @@ static void *reclaim_main(void *arg)
 		for (; list; list = next) {
 			next = list->next;
 			last = list->ticket;
-			free_one(vm, list, &gb);
+			free_one(vm, list, back);
 		}
-		give_back(vm, &gb);
+		/* Before the tickets complete: a waiter finds the spares
+		 * settled (and a test's allocator quiet). */
+		spares_restock(&vm->spares, back);
 		pthread_mutex_lock(&rc->lock);
 		rc->completed = last;
 		pthread_cond_broadcast(&rc->done);
@@ -311,6 +201,7 @@ int reclaim_start(struct memslot_vm *vm)
 
 	if (rc->running)
 		return 0;
+	spares_start(&vm->spares);
 	if (pthread_create(&rc->thread, NULL, reclaim_main, vm))
 		return -EAGAIN;
 	rc->running = true;
@@ -330,12 +221,6 @@ void reclaim_stop(struct memslot_vm *vm)
 	pthread_join(rc->thread, NULL);
 	rc->running = false;
 	rc->stop = false;
-	bpt_retired_free(&vm->alloc, rc->returned);
-	rc->returned = NULL;
-	rc->nreturned = 0;
-	recycled_trim(&rc->slots, 0, &vm->alloc, sizeof(struct memslot_slot));
-	recycled_trim(&rc->sets, 0, &vm->alloc, sizeof(struct memslot_set));
-	recycled_trim(&rc->retires, 0, &vm->alloc, retire_bytes(RETIRE_SMALL));
 }
 
 int reclaim_wait(struct reclaim *rc, uint64_t ticket)

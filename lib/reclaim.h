@@ -6,7 +6,8 @@
  * objects (with the ones to flush marked).  The VM's reclaim thread waits
  * for one grace period per group of queued records, then, with the
  * writer lock held, calls the flush hooks and the complete hooks, and
- * frees everything.  Records complete in queue order; tickets count them.
+ * gives the memory back to the writer's spares (spares.h), which it also
+ * restocks.  Records complete in queue order; tickets count them.
  */
 #ifndef MEMSLOT_LIB_RECLAIM_H
 #define MEMSLOT_LIB_RECLAIM_H
@@ -17,29 +18,7 @@
 
 #include "bptree.h"
 #include "set.h"
-
-/*
- * Freed objects of one size (slot objects, layout headers) kept for reuse,
- * linked through their first word.  Handing them back to the writer
- * instead of the allocator keeps both threads out of malloc in steady
- * state: memory freed by one thread and allocated by another otherwise
- * keeps the allocator growing and faulting in fresh pages.
- */
-struct recycled {
-	void *head;
-	size_t n;
-};
-
-/* Take one object, or NULL. */
-void *recycled_pop(struct recycled *r);
-/* Keep @p if fewer than @max are kept, else free it (@size bytes). */
-void recycled_push(struct recycled *r, void *p, size_t max,
-		   struct mem_alloc *alloc, size_t size);
-/* Move every object of @from to @to. */
-void recycled_move(struct recycled *to, struct recycled *from);
-/* Free all but @keep objects of @size bytes. */
-void recycled_trim(struct recycled *r, size_t keep, struct mem_alloc *alloc,
-		   size_t size);
+#include "spares.h"
 
 struct retire_slot {
 	struct memslot_slot *slot;
@@ -74,15 +53,6 @@ struct reclaim {
 	uint64_t issued;
 	uint64_t completed;
 	unsigned int waiters;		/* threads in reclaim_wait() */
-	/* Retired index nodes whose grace period is over, for the writer's
-	 * pool to take back (recycling them keeps the writer and this thread
-	 * out of the allocator in steady state). */
-	pthread_mutex_t spare_lock;	/* guards the three below */
-	struct bpt_node *returned;
-	size_t nreturned;
-	struct recycled slots;		/* slot objects, likewise */
-	struct recycled sets;		/* layout headers, likewise */
-	struct recycled retires;	/* small retire records, likewise */
 };
 
 struct memslot_vm;
@@ -97,11 +67,14 @@ void reclaim_stop(struct memslot_vm *vm);
  * all one size and recycled like slot objects. */
 #define RETIRE_SMALL 4
 
-/* A record for up to @nslots slots, from @spares when it is a small one,
- * or NULL. */
+/* A zeroed record for up to @nslots slots, from @spares when it is a
+ * small one, or NULL.  Context: writer lock held. */
 struct retire *retire_alloc(struct mem_alloc *alloc, size_t nslots,
-			    struct recycled *spares);
-void retire_free(struct mem_alloc *alloc, struct retire *r);
+			    struct spares *spares);
+/* An unused record: a small one goes back to @spares.  Context: writer
+ * lock held. */
+void retire_free(struct mem_alloc *alloc, struct retire *r,
+		 struct spares *spares);
 /* Bytes of a record for @cap slots. */
 size_t retire_bytes(size_t cap);
 /* Queue @r (filled); return its ticket. */
@@ -109,10 +82,4 @@ uint64_t reclaim_queue(struct reclaim *rc, struct retire *r);
 /* Wait until @ticket completed.  Return: 0 or -EINVAL (never issued). */
 int reclaim_wait(struct reclaim *rc, uint64_t ticket);
 uint64_t reclaim_completed(struct reclaim *rc);
-/* Context: writer lock held.  Move the returned nodes into @pool and the
- * returned slot objects and headers to the writer's spares. */
-void reclaim_recycle(struct reclaim *rc, struct bpt_pool *pool,
-		     struct recycled *slots, struct recycled *sets,
-		     struct recycled *retires);
-
 #endif

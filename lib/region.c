@@ -76,6 +76,7 @@ struct batch {
 	struct memslot_set *draft[MAX_DRAFTS];	/* reserved headers */
 	unsigned int ndrafts;			/* of which used */
 	struct retire *retire;			/* deferred mode's record */
+	bool queued;				/* the record went to the thread */
 	void **bulk;			/* room for the bulk-inserted slots, */
 	void *scratch;			/* and for sorting them */
 	size_t nbulk;			/* inserts done as one rebuild, or 0 */
@@ -256,14 +257,13 @@ static enum memslot_rule check_layout(const struct batch *b,
 	return MEMSLOT_RULE_OK;
 }
 
-/* A zeroed slot object: one a deferred change gave back, or a new one. */
+/* A zeroed slot object, from the spares (spares.h) or new. */
 static struct memslot_slot *slot_alloc(struct memslot_vm *vm)
 {
-	struct memslot_slot *s = recycled_pop(&vm->spare_slots);
+	struct memslot_slot *s = spares_take(&vm->spares, SPARES_SLOT);
 
-	if (!s)
-		return mem_zalloc(&vm->alloc, sizeof(*s));
-	memset(s, 0, sizeof(*s));
+	if (s)
+		memset(s, 0, sizeof(*s));
 	return s;
 }
 
@@ -288,9 +288,11 @@ static struct memslot_slot *slot_new(struct batch *b, const struct req *q,
 	return s;
 }
 
+/* @s (may be NULL), which no reader can reach, goes back to the spares. */
 static void slot_free(struct batch *b, struct memslot_slot *s)
 {
-	mem_free(&b->vm->alloc, s, sizeof(*s));
+	if (s)
+		spares_put(&b->vm->spares, SPARES_SLOT, s);
 }
 
 /* The change record for @id, made on first use. */
@@ -686,9 +688,7 @@ static int alloc_drafts(struct batch *b)
 	unsigned int n = b->any_invalid ? 2 : 1;
 
 	for (unsigned int i = 0; i < n; i++) {
-		b->draft[i] = recycled_pop(&b->vm->spare_sets);
-		if (!b->draft[i])
-			b->draft[i] = set_alloc(&b->vm->alloc);
+		b->draft[i] = spares_take(&b->vm->spares, SPARES_SET);
 		if (!b->draft[i])
 			return -ENOMEM;
 	}
@@ -700,7 +700,7 @@ static int alloc_retire(struct batch *b)
 {
 	if (!b->deferred)
 		return 0;
-	b->retire = retire_alloc(&b->vm->alloc, b->nch, &b->vm->spare_retires);
+	b->retire = retire_alloc(&b->vm->alloc, b->nch, &b->vm->spares);
 	if (!b->retire)
 		return -ENOMEM;
 	return reclaim_start(b->vm);
@@ -730,6 +730,29 @@ static int alloc_dirty(struct batch *b)
 	return 0;
 }
 
+/* Make sure the node pool holds @leaves leaves and @inners inners, taking
+ * them from the spares (nodes a failure leaves there stay spares).
+ * Return: 0 or -ENOMEM. */
+static int pool_fill(struct memslot_vm *vm, size_t leaves, size_t inners)
+{
+	struct bpt_pool *pool = &vm->pool;
+	struct bpt_node *nd;
+
+	while (pool->nleaves < leaves) {
+		nd = spares_take(&vm->spares, SPARES_LEAF);
+		if (!nd)
+			return -ENOMEM;
+		bpt_pool_add(pool, nd, true);
+	}
+	while (pool->ninners < inners) {
+		nd = spares_take(&vm->spares, SPARES_INNER);
+		if (!nd)
+			return -ENOMEM;
+		bpt_pool_add(pool, nd, false);
+	}
+	return 0;
+}
+
 /* Stage 2.  Return: 0, -ENOMEM or -EAGAIN, with nothing changed. */
 static int reserve(struct batch *b)
 {
@@ -745,7 +768,7 @@ static int reserve(struct batch *b)
 		r = alloc_bulk(b);
 	if (!r) {
 		count_nodes(b, &leaves, &inners);
-		r = bpt_pool_reserve(&b->vm->pool, leaves, inners);
+		r = pool_fill(b->vm, leaves, inners);
 	}
 	if (!r)
 		r = idmap_reserve(&as->ids, b->used_user_ids + grow,
@@ -842,7 +865,7 @@ static void swap_with(struct batch *b,
 		vm_publish(vm, b->as_id, build(b, edit), vm->nr_as, NULL);
 
 	bpt_pool_reclaim(&vm->pool);
-	set_free(&vm->alloc, prev);
+	spares_put(&vm->spares, SPARES_SET, prev);
 }
 
 /* The hook events of @c: a RECREATE is a DELETE, then a CREATE. */
@@ -1108,6 +1131,7 @@ static int apply_deferred(struct batch *b, struct memslot_txn_result *res)
 	/* The objects belong to the record now. */
 	b->nch = 0;
 	b->retire = NULL;
+	b->queued = true;
 	res->ticket = reclaim_queue(&b->vm->reclaim, rt);
 	return 0;
 }
@@ -1119,9 +1143,6 @@ static int batch_begin(struct batch *b, struct memslot_vm *vm, size_t n,
 {
 	memset(b, 0, sizeof(*b));
 	b->vm = vm;
-	/* What deferred changes gave back (nodes, slots, headers) first. */
-	reclaim_recycle(&vm->reclaim, &vm->pool, &vm->spare_slots,
-			&vm->spare_sets, &vm->spare_retires);
 	b->internal = internal;
 	b->overlay = n > 1;
 	bpt_init(&b->byid, NULL);
@@ -1129,6 +1150,26 @@ static int batch_begin(struct batch *b, struct memslot_vm *vm, size_t n,
 	bpt_pool_init(&b->tmp, &vm->alloc);
 	b->ch = n > 1 ? mem_malloc(&vm->alloc, n * sizeof(*b->ch)) : one;
 	return b->ch ? 0 : -ENOMEM;
+}
+
+/*
+ * The writer of a deferred change frees nothing: nodes beyond POOL_KEEP
+ * leave the pool for the spares, whose surplus goes to the reclaim thread
+ * this call queued work for (it frees it on that pass).  Other calls
+ * free both surpluses here.
+ */
+static void pool_settle(struct batch *b)
+{
+	struct memslot_vm *vm = b->vm;
+	struct bpt_node *nd;
+
+	if (!b->queued)
+		bpt_pool_trim(&vm->pool, POOL_KEEP);
+	while ((nd = bpt_pool_take(&vm->pool, true, POOL_KEEP)))
+		spares_put(&vm->spares, SPARES_LEAF, nd);
+	while ((nd = bpt_pool_take(&vm->pool, false, POOL_KEEP)))
+		spares_put(&vm->spares, SPARES_INNER, nd);
+	spares_settle(&vm->spares, b->queued);
 }
 
 static void batch_end(struct batch *b, size_t n)
@@ -1139,18 +1180,14 @@ static void batch_end(struct batch *b, size_t n)
 	bpt_pool_trim(&b->tmp, 0);
 	if (n > 1)
 		mem_free(&b->vm->alloc, b->ch, n * sizeof(*b->ch));
-	for (unsigned int i = b->ndrafts; i < MAX_DRAFTS; i++)
-		set_free(&b->vm->alloc, b->draft[i]);
-	retire_free(&b->vm->alloc, b->retire);
+	for (unsigned int i = b->ndrafts; i < MAX_DRAFTS; i++) {
+		if (b->draft[i])
+			spares_put(&b->vm->spares, SPARES_SET, b->draft[i]);
+	}
+	retire_free(&b->vm->alloc, b->retire, &b->vm->spares);
 	if (b->bulk)
 		mem_free(&b->vm->alloc, b->bulk, bulk_bytes(b->nbulk));
-	bpt_pool_trim(&b->vm->pool, POOL_KEEP);
-	recycled_trim(&b->vm->spare_slots, SPARE_SLOTS_KEEP, &b->vm->alloc,
-		      sizeof(struct memslot_slot));
-	recycled_trim(&b->vm->spare_sets, SPARE_SETS_KEEP, &b->vm->alloc,
-		      sizeof(struct memslot_set));
-	recycled_trim(&b->vm->spare_retires, SPARE_SETS_KEEP, &b->vm->alloc,
-		      retire_bytes(RETIRE_SMALL));
+	pool_settle(b);
 }
 
 static int validate_all(struct batch *b, const struct memslot_region *r,

@@ -31,11 +31,6 @@ static uint64_t id_of(const void *val)
 	return ((const struct memslot_slot *)val)->id;
 }
 
-struct memslot_set *set_alloc(struct mem_alloc *alloc)
-{
-	return mem_malloc(alloc, sizeof(struct memslot_set));
-}
-
 struct memslot_set *set_new_empty(struct mem_alloc *alloc, unsigned int as_id,
 				  unsigned int page_shift)
 {

@@ -35,6 +35,16 @@ static void as_destroy(struct memslot_vm *vm, unsigned int as_id)
 	set_free(&vm->alloc, set);
 }
 
+/* Object sizes of each kind of spare (spares.h). */
+static const size_t spare_sizes[SPARES_KINDS] = {
+	[SPARES_LEAF] = sizeof(struct bpt_node),
+	[SPARES_INNER] = sizeof(struct bpt_inner),
+	[SPARES_SLOT] = sizeof(struct memslot_slot),
+	[SPARES_SET] = sizeof(struct memslot_set),
+	[SPARES_RETIRE] = sizeof(struct retire) +
+			  RETIRE_SMALL * sizeof(struct retire_slot),
+};
+
 /* Everything but the address spaces; the caller checked @cfg. */
 static struct memslot_vm *vm_alloc(const struct memslot_config *cfg,
 				   const struct memslot_allocator *ops,
@@ -55,6 +65,7 @@ static struct memslot_vm *vm_alloc(const struct memslot_config *cfg,
 	vm->nr_as = cfg->nr_as;
 	vm->page_shift = cfg->page_shift;
 	bpt_pool_init(&vm->pool, &vm->alloc);
+	spares_init(&vm->spares, &vm->alloc, spare_sizes);
 	pthread_mutex_init(&vm->writer, NULL);
 	reclaim_init(&vm->reclaim);
 	notifier_init(&vm->nt);
@@ -126,12 +137,7 @@ void memslot_vm_destroy(struct memslot_vm *vm)
 	notifier_destroy(&vm->nt, &vm->alloc);
 	bpt_pool_reclaim(&vm->pool);
 	bpt_pool_trim(&vm->pool, 0);
-	recycled_trim(&vm->spare_slots, 0, &vm->alloc,
-		      sizeof(struct memslot_slot));
-	recycled_trim(&vm->spare_sets, 0, &vm->alloc,
-		      sizeof(struct memslot_set));
-	recycled_trim(&vm->spare_retires, 0, &vm->alloc,
-		      retire_bytes(RETIRE_SMALL));
+	spares_destroy(&vm->spares);
 	pthread_mutex_destroy(&vm->writer);
 	/* The VM holds the allocator that frees it: free through a copy. */
 	ops = vm->alloc_ops;

@@ -17,13 +17,11 @@
 #include "notifier.h"
 #include "reclaim.h"
 #include "set.h"
+#include "spares.h"
 
 /* Spare index nodes kept between changes, so that single changes do not
  * allocate and free nodes every time (a create reserves about 40). */
 #define POOL_KEEP 128
-/* Likewise for slot objects and layout headers deferred changes return. */
-#define SPARE_SLOTS_KEEP 128
-#define SPARE_SETS_KEEP 4
 
 /* One address space's writer-side bookkeeping; its layout is
  * vm->active[as_id]. */
@@ -49,10 +47,9 @@ struct memslot_vm {
 	struct memslot_allocator alloc_ops;	/* copied by its size */
 	struct mem_alloc alloc;
 	struct bpt_pool pool;
-	/* Slot objects and layout headers deferred changes gave back. */
-	struct recycled spare_slots;
-	struct recycled spare_sets;
-	struct recycled spare_retires;
+	/* Nodes (beyond the pool), slot objects, layout headers and retire
+	 * records: what the reclaim thread gives back, kept in stock. */
+	struct spares spares;
 	struct listeners listeners;
 	struct reclaim reclaim;
 	struct notifier nt;	/* MMU-notifier state (notifier.h) */

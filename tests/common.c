@@ -168,11 +168,18 @@ static bool fails_now(struct tc_alloc *a)
 	       (k == a->fail_at || (a->fail_later && k > a->fail_at));
 }
 
+static bool on_owner(const struct tc_alloc *a)
+{
+	return a->watching && pthread_equal(pthread_self(), a->owner);
+}
+
 static void *tc_malloc(void *ctx, size_t size)
 {
 	struct tc_alloc *a = ctx;
 	void *p;
 
+	if (on_owner(a))
+		a->owner_mallocs++;
 	if (fails_now(a))
 		return NULL;
 	p = malloc(size);
@@ -190,6 +197,8 @@ static void tc_free(void *ctx, void *ptr, size_t size)
 	assert_true(a->live >= size);
 	a->live -= size;
 	a->blocks--;
+	if (on_owner(a))
+		a->owner_frees++;
 	free(ptr);
 }
 
@@ -221,4 +230,12 @@ void tc_alloc_disarm(struct tc_alloc *a)
 {
 	a->fail_at = -1;
 	a->fail_later = false;
+}
+
+void tc_alloc_watch_thread(struct tc_alloc *a)
+{
+	a->owner = pthread_self();
+	a->watching = true;
+	a->owner_mallocs = 0;
+	a->owner_frees = 0;
 }

@@ -12,6 +12,7 @@
 #ifndef MEMSLOT_TESTS_COMMON_H
 #define MEMSLOT_TESTS_COMMON_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -137,6 +138,12 @@ struct tc_alloc {
 	bool fail_later;
 	size_t live;
 	long blocks;
+	/* Calls made on one thread (tc_alloc_watch_thread()), as opposed
+	 * to, say, a VM's reclaim thread. */
+	pthread_t owner;
+	bool watching;
+	long owner_mallocs;
+	long owner_frees;
 };
 
 /* Ready to use, failing nothing. */
@@ -150,5 +157,8 @@ void tc_alloc_fail_from(struct tc_alloc *a, long n);
 
 /* Fail nothing from now on. */
 void tc_alloc_disarm(struct tc_alloc *a);
+
+/* Count the calls the calling thread makes in owner_mallocs/owner_frees. */
+void tc_alloc_watch_thread(struct tc_alloc *a);
 
 #endif

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -148,8 +149,25 @@ struct scenario {
 	size_t nreq;			/* 1: memslot_set_region */
 	bool internal;
 	bool deferred;			/* memslot_set_regions_deferred */
+	unsigned int warm;		/* deferred changes made before */
 	enum memslot_rule want;		/* rule of the successful run */
 };
+
+/* @n deferred changes that leave the layout as it was (slot 200 comes
+ * and goes), each waited for: the reclaim thread then has stocked the
+ * VM's spares, and later changes take objects from them. */
+static void warm_up(struct memslot_vm *vm, unsigned int n)
+{
+	struct memslot_txn_result res = { 0 };
+	struct memslot_region r;
+
+	for (unsigned int i = 0; i < 2 * n; i++) {
+		r = reg(0, 200, 0, 20000, i % 2 ? 0 : 4, 20000);
+		assert_int_equal(memslot_set_regions_deferred(vm, &r, 1, &res),
+				 0);
+		assert_int_equal(memslot_vm_wait(vm, res.ticket), 0);
+	}
+}
 
 /* Slots 0..n-1 in AS 0 (4 pages each, gfn 8i, logging on even ids) and
  * slot 0 of AS 1, so a failure in one space can be seen not to touch the
@@ -201,10 +219,18 @@ static int run_op(struct memslot_vm *vm, const struct scenario *sc,
 	return memslot_set_region(vm, sc->req, rule);
 }
 
+static struct memslot_vm *setup_for(const struct scenario *sc)
+{
+	struct memslot_vm *vm = setup(sc->nslots);
+
+	warm_up(vm, sc->warm);
+	return vm;
+}
+
 /* The state after @sc with an allocator that never fails. */
 static void reference(const struct scenario *sc, struct tc_layout *after)
 {
-	struct memslot_vm *vm = setup(sc->nslots);
+	struct memslot_vm *vm = setup_for(sc);
 	enum memslot_rule rule;
 	size_t failed;
 
@@ -220,7 +246,7 @@ static bool one_case(const struct scenario *sc, long n,
 		     const struct tc_layout *want_after)
 {
 	struct tc_layout before = { 0 }, now = { 0 };
-	struct memslot_vm *vm = setup(sc->nslots);
+	struct memslot_vm *vm = setup_for(sc);
 	enum memslot_rule rule = MEMSLOT_RULE_OK;
 	size_t failed;
 	int r, first;
@@ -383,6 +409,60 @@ static void test_deferred_ops(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(sc) / sizeof(sc[0]); i++)
 		run_scenario(&sc[i]);
+}
+
+/*
+ * Deferred changes on a VM whose reclaim thread has stocked the spares:
+ * objects come from the stock, and a failure after some were taken (the
+ * bitmaps, the change list, the sort room and the large retire record
+ * still come from the allocator) must give them back to the spares.
+ */
+static void test_deferred_warm(void **state)
+{
+	struct scenario sc[] = {
+		{ "warm deferred create", 3, ONE(reg(0, 10, 0, 100, 8, 5000)),
+		  .deferred = true, .warm = 4 },
+		{ "warm deferred delete logging", 3,
+		  ONE(reg(0, 2, 0, 0, 0, 0)), .deferred = true, .warm = 4 },
+		{ "warm deferred txn split", 3,
+		  TXN(3, reg(0, 1, 0, 0, 0, 0), reg(0, 1, 0, 8, 2, 1008),
+		      reg(0, 5, 0, 10, 2, 1010)),
+		  .deferred = true, .warm = 4 },
+		{ "warm deferred 36 creates", 3, .nreq = 36, .deferred = true,
+		  .warm = 4 },
+	};
+
+	(void)state;
+	for (uint32_t i = 0; i < 36; i++)
+		sc[3].req[i] = reg(0, 10 + i, i % 3 ? 0 :
+				   MEMSLOT_MEM_LOG_DIRTY_PAGES,
+				   100 + 4ull * i, 4, 3000 + 4ull * (i % 5));
+	for (size_t i = 0; i < sizeof(sc) / sizeof(sc[0]); i++)
+		run_scenario(&sc[i]);
+}
+
+/* In steady state a single deferred change neither allocates nor frees on
+ * the writer's thread: the reclaim thread does both, ahead of time. */
+static void test_deferred_steady(void **state)
+{
+	struct memslot_vm *vm = setup(3);
+	struct memslot_txn_result res = { 0 };
+	struct memslot_region r;
+
+	(void)state;
+	warm_up(vm, 4);
+	for (unsigned int i = 0; i < 40; i++) {
+		r = reg(0, 10 + i % 4, 0, 100 + 8ull * (i % 4), i % 8 < 4 ? 4 : 0,
+			5000 + 8ull * (i % 4));
+		failer.owner_mallocs = failer.owner_frees = 0;
+		assert_int_equal(memslot_set_regions_deferred(vm, &r, 1, &res),
+				 0);
+		assert_int_equal(failer.owner_mallocs, 0);
+		assert_int_equal(failer.owner_frees, 0);
+		assert_int_equal(memslot_vm_wait(vm, res.ticket), 0);
+	}
+	memslot_vm_destroy(vm);
+	assert_int_equal(failer.live, 0);
 }
 
 /* Registering a listener grows the VM's list: a failure registers
@@ -562,6 +642,7 @@ static int reset(void **state)
 	disarm();
 	failer.live = 0;
 	failer.blocks = 0;
+	tc_alloc_watch_thread(&failer);
 	return 0;
 }
 
@@ -573,6 +654,8 @@ int main(void)
 		cmocka_unit_test_setup(test_bulk_transactions, reset),
 		cmocka_unit_test_setup(test_growth_points, reset),
 		cmocka_unit_test_setup(test_deferred_ops, reset),
+		cmocka_unit_test_setup(test_deferred_warm, reset),
+		cmocka_unit_test_setup(test_deferred_steady, reset),
 		cmocka_unit_test_setup(test_listener_register, reset),
 		cmocka_unit_test_setup(test_vcpu_create, reset),
 		cmocka_unit_test_setup(test_vm_create, reset),
