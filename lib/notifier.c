@@ -237,8 +237,8 @@ static void call_change(struct memslot_vm *vm, const struct memslot_slot *slot,
  * Widen the range faults check by [@start, @end).  The first hit of an
  * invalidation when none is in progress starts a fresh union (KVM resets
  * its range in kvm_mmu_invalidate_begin).  Relaxed stores: a fault that
- * checks under the consumer's lock sees them through that lock, since the
- * hook for this hit takes it after this store.
+ * checks under the consumer's lock sees them through that lock, since
+ * every hook of the invalidation takes it after these stores.
  */
 static void range_add(struct notifier *nt, uint64_t start, uint64_t end,
 		      bool fresh)
@@ -308,10 +308,10 @@ static void each_hit(struct memslot_vm *vm, uint64_t start, uint64_t end,
 	}
 }
 
-/* One hit of an invalidation: count it in (the first), widen the range,
- * call the consumers. */
-static bool invalidate_one(struct memslot_vm *vm, void *arg,
-			   const struct memslot_hva_hit *hit)
+/* One hit of an invalidation: count the invalidation in (at its first
+ * hit) and widen the range. */
+static bool record_hit(struct memslot_vm *vm, void *arg,
+		       const struct memslot_hva_hit *hit)
 {
 	struct notifier *nt = &vm->nt;
 	bool *begun = arg;
@@ -323,18 +323,35 @@ static bool invalidate_one(struct memslot_vm *vm, void *arg,
 		atomic_store_explicit(&nt->in_progress, n + 1,
 				      memory_order_release);
 	*begun = true;
+	return true;
+}
+
+static bool unmap_hit(struct memslot_vm *vm, void *arg,
+		      const struct memslot_hva_hit *hit)
+{
+	(void)arg;
 	call_invalidate(vm, hit, MEMSLOT_NOTIFY_UNMAP);
 	return true;
 }
 
-/* KVM's kvm_mmu_invalidate_begin(): only invalidations that meet a slot
- * count, so unrelated host munmaps never make faults retry. */
+/*
+ * KVM's kvm_mmu_invalidate_begin(): only invalidations that meet a slot
+ * count, so unrelated host munmaps never make faults retry.  Every hit's
+ * gfns join the range before the first hook runs.  A page can have two
+ * gfns here, through its slot in the layout and through the old slot of
+ * a deferred change; a fault that mapped it through one of them and then
+ * sees the hook for the other (the consumer's lock is free between hooks)
+ * must find its own gfn in the range already.  KVM gets the same from
+ * holding mmu_lock across all hits.
+ */
 static void invalidate_hits(struct memslot_vm *vm, uint64_t start,
 			    uint64_t end)
 {
 	bool begun = false;
 
-	each_hit(vm, start, end, invalidate_one, &begun);
+	each_hit(vm, start, end, record_hit, &begun);
+	if (begun)
+		each_hit(vm, start, end, unmap_hit, NULL);
 }
 
 static bool note_hit(struct memslot_vm *vm, void *arg,

@@ -58,6 +58,13 @@ struct fixture {
 	bool young;		/* what invalidate returns for aging */
 	int reentry[6];		/* errors of notifier calls made in a hook */
 	bool try_reentry;
+	/* In each invalidate hook, ask memslot_notifier_retry() for these
+	 * gfns with @probe_seq; count the calls and the answers "retry". */
+	const uint64_t *probe_gfns;
+	int nprobe_gfns;
+	uint64_t probe_seq;
+	int probe_calls;
+	int probe_retries;
 };
 
 static void record(struct fixture *f, int who, const struct call *c)
@@ -94,6 +101,10 @@ static bool inval_hook(struct fixture *f, int who, struct memslot_vm *vm,
 	record(f, who, &c);
 	if (f->try_reentry)
 		try_reentry(f, vm);
+	for (int i = 0; i < f->nprobe_gfns; i++)
+		f->probe_retries += memslot_notifier_retry(vm, f->probe_seq,
+							   f->probe_gfns[i]);
+	f->probe_calls += f->nprobe_gfns > 0;
 	return f->young;
 }
 
@@ -387,6 +398,95 @@ static void test_retry_semantics(void **state)
 	assert_false(memslot_notifier_retry(vm, seq2, 0x10a));
 }
 
+/* A read section on another thread: while it lasts, the old slots of a
+ * deferred change stay unflushed and reachable by invalidations. */
+struct holder {
+	struct memslot_vm *vm;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool inside;
+	bool leave;
+};
+
+static void *hold_section(void *arg)
+{
+	struct holder *h = arg;
+
+	memslot_thread_register(h->vm);
+	memslot_read_lock(h->vm);
+	pthread_mutex_lock(&h->lock);
+	h->inside = true;
+	pthread_cond_broadcast(&h->cond);
+	while (!h->leave)
+		pthread_cond_wait(&h->cond, &h->lock);
+	pthread_mutex_unlock(&h->lock);
+	memslot_read_unlock(h->vm);
+	memslot_thread_unregister(h->vm);
+	return NULL;
+}
+
+static void holder_wait(struct holder *h, bool *flag)
+{
+	pthread_mutex_lock(&h->lock);
+	while (!*flag)
+		pthread_cond_wait(&h->cond, &h->lock);
+	pthread_mutex_unlock(&h->lock);
+}
+
+static void holder_release(struct holder *h)
+{
+	pthread_mutex_lock(&h->lock);
+	h->leave = true;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+}
+
+/*
+ * A page with two gfns: through its slot, moved by a deferred change, and
+ * through the old slot, not flushed yet.  A fault may have mapped it
+ * through either; the consumer's lock is free between two hooks of one
+ * invalidation, so from the first hook on, both gfns must retry.
+ */
+static void test_every_hit_in_range_before_hooks(void **state)
+{
+	static const uint64_t gfns[2] = { 0x104, 0x304 };
+	struct fixture *f = *state;
+	struct memslot_region r = tc_region_pages(0, 1, 0, 0x300, 16, HVA);
+	struct memslot_txn_result res = { 0 };
+	struct holder h = { .vm = f->vm };
+	pthread_t t;
+	int start, end;
+
+	set(f, 0, 1, 0x100, 16, HVA, 0);
+	assert_int_equal(memslot_notifier_register(f->vm, &f->ops), 0);
+	pthread_mutex_init(&h.lock, NULL);
+	pthread_cond_init(&h.cond, NULL);
+	assert_int_equal(pthread_create(&t, NULL, hold_section, &h), 0);
+	holder_wait(&h, &h.inside);
+	assert_int_equal(memslot_set_regions_deferred(f->vm, &r, 1, &res), 0);
+
+	f->probe_gfns = gfns;
+	f->nprobe_gfns = 2;
+	f->probe_seq = memslot_notifier_seq_begin(f->vm);
+	start = memslot_notifier_invalidate_start(
+		f->vm, HVA + 4 * PAGE, HVA + 5 * PAGE, MEMSLOT_NOTIFY_UNMAP);
+	f->nprobe_gfns = 0;
+	end = memslot_notifier_invalidate_end(f->vm, HVA + 4 * PAGE,
+					      HVA + 5 * PAGE);
+	/* Everything ended before the checks, so a failing check cannot
+	 * leave the VM waiting for the other thread. */
+	holder_release(&h);
+	pthread_join(t, NULL);
+	assert_int_equal(memslot_vm_wait(f->vm, res.ticket), 0);
+	pthread_cond_destroy(&h.cond);
+	pthread_mutex_destroy(&h.lock);
+	assert_int_equal(start, 0);
+	assert_int_equal(end, 0);
+	/* Two hits (the slot and its old copy), both gfns retry in each. */
+	assert_int_equal(f->probe_calls, 2);
+	assert_int_equal(f->probe_retries, 4);
+}
+
 static void test_range_without_slot(void **state)
 {
 	struct fixture *f = *state;
@@ -649,6 +749,8 @@ int main(void)
 			test_dispatch_every_as_and_alias, setup2, teardown),
 		cmocka_unit_test_setup_teardown(test_retry_semantics, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(
+			test_every_hit_in_range_before_hooks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_range_without_slot, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_change, setup2, teardown),
