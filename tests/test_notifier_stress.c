@@ -203,8 +203,14 @@ static void fault_one(struct harness *h, uint64_t gfn, uint64_t *r)
 		return;
 	}
 	page = page_of(h, hva);
-	zaps0 = atomic_load(&h->zaps[page]);	/* the fault begins */
+	/*
+	 * The fault begins when it takes the sequence.  Its zap count comes
+	 * after: read before, a whole invalidation (start, zap, end) could
+	 * fall between the two, and the fault would rightly not retry yet
+	 * see a zap it never raced.
+	 */
 	seq = memslot_notifier_seq_begin(h->vm);
+	zaps0 = atomic_load(&h->zaps[page]);
 	if (!host_read(hva, &version)) {
 		atomic_fetch_add(&h->gup_fail, 1);
 	} else {
