@@ -280,16 +280,6 @@ struct bpt_node *bpt_pool_detach_retired(struct bpt_pool *pool)
 	return list;
 }
 
-void bpt_pool_adopt(struct bpt_pool *pool, struct bpt_node *list)
-{
-	struct bpt_node *nd;
-
-	while ((nd = list)) {
-		list = nd->retired;
-		pool_push(pool, nd);
-	}
-}
-
 void bpt_retired_free(struct mem_alloc *alloc, struct bpt_node *list)
 {
 	struct bpt_node *nd;
@@ -298,11 +288,6 @@ void bpt_retired_free(struct mem_alloc *alloc, struct bpt_node *list)
 		list = nd->retired;
 		mem_free(alloc, nd, node_size(nd->leaf));
 	}
-}
-
-size_t bpt_node_bytes(bool leaf)
-{
-	return node_size(leaf);
 }
 
 /* node_take() sets nd->leaf: not written here, one cache line less to

@@ -124,9 +124,8 @@ void bpt_pool_init(struct bpt_pool *pool, struct mem_alloc *alloc);
 /* Make sure @pool holds at least @leaves leaves and @inners inners.
  * Return: 0 or -ENOMEM (the pool keeps what it had). */
 int bpt_pool_reserve(struct bpt_pool *pool, size_t leaves, size_t inners);
-/* Bytes of a leaf (@leaf) or inner node. */
-size_t bpt_node_bytes(bool leaf);
-/* Add @nd, bpt_node_bytes(@leaf) bytes from anywhere, as a spare. */
+/* Add @nd, a leaf's (@leaf) or an inner node's worth of memory from
+ * anywhere, as a spare. */
 void bpt_pool_add(struct bpt_pool *pool, struct bpt_node *nd, bool leaf);
 /* A spare leaf (@leaf) or inner node if the pool holds more than @keep
  * of them, else NULL; the caller owns it. */
@@ -144,9 +143,6 @@ void bpt_pool_reclaim(struct bpt_pool *pool);
 struct bpt_node *bpt_pool_detach_retired(struct bpt_pool *pool);
 /* Free a detached retired list through @alloc. */
 void bpt_retired_free(struct mem_alloc *alloc, struct bpt_node *list);
-/* Take the nodes of a detached retired list, whose grace period is over,
- * into @pool as spares. */
-void bpt_pool_adopt(struct bpt_pool *pool, struct bpt_node *list);
 
 /*
  * Add to *@leaves and *@inners how many published nodes of @t @ops edits

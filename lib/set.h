@@ -54,8 +54,8 @@ struct memslot_set *set_new_empty(struct mem_alloc *alloc, unsigned int as_id,
 				  unsigned int page_shift);
 /* Frees the header only (the trees' nodes belong to the pool). */
 void set_free(struct mem_alloc *alloc, struct memslot_set *s);
-/* Make @dst (any header's worth of memory) a copy of @src that shares its trees; the
- * generation is left to the publisher. */
+/* Make @dst (any header's worth of memory) a copy of @src that shares its
+ * trees; the generation is left to the publisher. */
 void set_copy(struct memslot_set *dst, const struct memslot_set *src);
 /* Give every node of the last layout to @pool (VM teardown). */
 void set_clear(struct memslot_set *s, struct bpt_pool *pool);

@@ -169,11 +169,6 @@ static void count_taken(struct spares_stock *k, size_t n)
 }
 
 /*
- * Only tried: the thread holds the lock for a few stores, but it runs as
- * a batch thread and may be preempted holding it; the writer would rather
- * allocate one object than wait for a time slice.
- */
-/*
  * Start loading every line of @p for writing.  The writer fills what it
  * takes from the stock at once, and the reclaim thread (on another CPU)
  * touched it last: without this, each line would be one miss after the
@@ -211,7 +206,10 @@ void *spares_take(struct spares *sp, enum spares_kind kind)
 	if (!p)
 		p = batch_take(k);
 	/* An empty stock costs no lock: the line it is on may be the
-	 * thread's just then. */
+	 * thread's just then.  The lock is only tried: the thread holds it
+	 * for a few stores, but it runs as a batch thread and may be
+	 * preempted holding it; the writer would rather allocate one object
+	 * than wait for a time slice. */
 	if (!p && atomic_load_explicit(&k->avail, memory_order_relaxed) &&
 	    !pthread_mutex_trylock(&sp->lock)) {
 		k->cur = batch_pop(&k->stock);
