@@ -4,14 +4,20 @@
  *
  * A walk goes through a range one piece at a time, a piece being the part
  * of the range inside one slot: one lookup and one memcpy per piece, not
- * per page, because a slot's pages are contiguous in the host too.  Each
- * piece is translated by memslot_slot_gfn_to_hva(), which refuses INVALID
- * and (for writes) READONLY slots and clamps the page offset before it
- * forms an address; only the byte offset inside the page, which the page
- * mask already bounds, is added afterwards.
+ * per page, because a slot's pages are contiguous in the host too.  A walk
+ * on a view translates from the gfn index's leaf alone (base, end, and the
+ * aux word: hva and the INVALID and READONLY bits), so a piece costs no
+ * load from the slot object unless it marks pages dirty: on a cold index
+ * that object is a cache miss of its own, as long as the tree walk's
+ * slowest level.  A walk through a vCPU translates from the slot its cache
+ * holds.  Either way the translation refuses INVALID and (for writes)
+ * READONLY slots and clamps the page offset before it forms an address;
+ * only the byte offset inside the page, which the page mask already
+ * bounds, is added afterwards.
  *
  * Nothing here allocates, locks or stores to shared memory (beyond the
- * set-wide last-used cache of a view lookup, and the guest memory itself).
+ * guest memory itself): a view walk does not use the set-wide last-used
+ * cache, whose hit would read the cached slot object.
  */
 #include <errno.h>
 #include <string.h>
@@ -26,15 +32,15 @@ enum walk_op { WALK_READ, WALK_WRITE, WALK_MARK };
 
 /*
  * How a walk finds slots: through @vcpu's cache when it is set, otherwise
- * through the set-wide cache of @view (the same layout as @cview).
+ * in the gfn index of @cview.
  */
 struct walk {
-	struct memslot_view *view;
 	const struct memslot_view *cview;
 	struct memslot_vcpu *vcpu;
 	unsigned int shift;
 	enum walk_op op;
 	bool mark;
+	char *buf;	/* the bytes read or written; none to mark only */
 };
 
 /* The part of a range inside one slot. */
@@ -70,31 +76,58 @@ static unsigned int view_page_shift(const struct memslot_view *view)
 	return ((const struct memslot_set *)view)->page_shift;
 }
 
-static const struct memslot_slot *walk_lookup(const struct walk *w,
-					      uint64_t gfn)
+/* What a translation needs of the slot holding a gfn. */
+struct xlate {
+	const struct memslot_slot *slot;
+	uint64_t base;
+	uint64_t end;
+	uint64_t aux;	/* set_slot_aux() */
+};
+
+static bool walk_find(const struct walk *w, uint64_t gfn, struct xlate *x)
 {
-	if (w->vcpu)
-		return memslot_vcpu_view_gfn_to_slot(w->vcpu, w->cview, gfn);
-	return memslot_view_gfn_to_slot(w->view, gfn);
+	const struct memslot_slot *slot;
+	struct bpt_hit h;
+
+	if (!w->vcpu) {
+		if (!set_search_hit((const struct memslot_set *)w->cview, gfn,
+				    &h))
+			return false;
+		*x = (struct xlate){ h.val, h.key, h.end, h.aux };
+		return true;
+	}
+	slot = memslot_vcpu_view_gfn_to_slot(w->vcpu, w->cview, gfn);
+	if (!slot)
+		return false;
+	*x = (struct xlate){ slot, slot->base_gfn, slot_end_gfn(slot),
+			     set_slot_aux(slot) };
+	return true;
 }
 
-/* The piece of [@gpa, @gpa + @left) in the slot holding @gpa. */
+/*
+ * The piece of [@gpa, @gpa + @left) in the slot holding @gpa, with the
+ * verdicts of memslot_slot_gfn_to_hva(): a hole or an INVALID slot is
+ * -EFAULT, a write to a READONLY slot -EROFS.
+ */
 static int walk_piece(const struct walk *w, uint64_t gpa, uint64_t left,
 		      struct piece *p)
 {
 	uint64_t gfn = gpa >> w->shift;
 	uint64_t in_page = gpa & ((1ull << w->shift) - 1);
-	uint64_t room;
-	int err;
+	uint64_t room, off;
+	struct xlate x;
 
-	p->slot = walk_lookup(w, gfn);
-	err = memslot_slot_gfn_to_hva(p->slot, gfn, w->op != WALK_READ,
-				      &p->hva);
-	if (err)
-		return err == -ENOENT ? -EFAULT : err;
+	if (!walk_find(w, gfn, &x) || (x.aux & SET_AUX_INVALID))
+		return -EFAULT;
+	if (w->op != WALK_READ && (x.aux & SET_AUX_READONLY))
+		return -EROFS;
+	/* The offset is guest-controlled: clamp it before it forms an
+	 * address, as memslot_slot_gfn_to_hva() does. */
+	off = memslot_array_index_nospec(gfn - x.base, x.end - x.base);
+	p->slot = x.slot;
+	p->hva = (x.aux & ~SET_AUX_FLAGS) + (off << w->shift) + in_page;
 	/* Bytes from @gpa to the slot's end; a slot's size fits in u64. */
-	room = ((slot_end_gfn(p->slot) - gfn) << w->shift) - in_page;
-	p->hva += in_page;
+	room = ((x.end - gfn) << w->shift) - in_page;
 	p->len = left < room ? left : room;
 	return 0;
 }
@@ -109,20 +142,21 @@ static void piece_mark(const struct piece *p, uint64_t gpa,
 	slot_mark_dirty(p->slot, first - p->slot->base_gfn, last - first + 1);
 }
 
+/* The piece @p of a walk at @gpa, @pos bytes into the range. */
 static void piece_do(const struct walk *w, const struct piece *p,
-		     uint64_t gpa, char *buf)
+		     uint64_t gpa, size_t pos)
 {
 	if (w->op == WALK_READ)
-		memcpy(buf, hva_ptr(p->hva), p->len);
+		memcpy(w->buf + pos, hva_ptr(p->hva), p->len);
 	else if (w->op == WALK_WRITE)
-		memcpy(hva_ptr(p->hva), buf, p->len);
+		memcpy(hva_ptr(p->hva), w->buf + pos, p->len);
 	if (w->mark)
 		piece_mark(p, gpa, w->shift);
 }
 
 /* Copy (or mark) piece by piece; stop at the first untranslatable byte. */
-static int walk_run(const struct walk *w, uint64_t gpa, char *buf,
-		    size_t len, size_t *done)
+static int walk_run(const struct walk *w, uint64_t gpa, size_t len,
+		    size_t *done)
 {
 	struct piece p;
 	size_t pos = 0;
@@ -132,7 +166,7 @@ static int walk_run(const struct walk *w, uint64_t gpa, char *buf,
 		err = walk_piece(w, gpa + pos, len - pos, &p);
 		if (err)
 			break;
-		piece_do(w, &p, gpa + pos, buf ? buf + pos : NULL);
+		piece_do(w, &p, gpa + pos, pos);
 		pos += (size_t)p.len;
 	}
 	if (done)
@@ -144,7 +178,7 @@ static int walk_run(const struct walk *w, uint64_t gpa, char *buf,
  * The checks every access makes before it touches anything, then the
  * walk.  @w->shift is 0 when the caller knows only the view.
  */
-static int walk_start(struct walk *w, uint64_t gpa, char *buf, size_t len,
+static int walk_start(struct walk *w, uint64_t gpa, size_t len,
 		      size_t *done)
 {
 	int r = range_check(gpa, len);
@@ -156,7 +190,7 @@ static int walk_start(struct walk *w, uint64_t gpa, char *buf, size_t len,
 			*done = 0;
 		return r > 0 ? 0 : r;
 	}
-	return walk_run(w, gpa, buf, len, done);
+	return walk_run(w, gpa, len, done);
 }
 
 /* A const source travels in the walk's one buffer pointer. */
@@ -177,31 +211,32 @@ static int bad_request(size_t *done)
 int memslot_view_read(struct memslot_view *view, uint64_t gpa, void *buf,
 		      size_t len, size_t *done)
 {
-	struct walk w = { .view = view, .cview = view, .op = WALK_READ };
+	struct walk w = { .cview = view, .op = WALK_READ, .buf = buf };
 
-	return walk_start(&w, gpa, buf, len, done);
+	return walk_start(&w, gpa, len, done);
 }
 
 int memslot_view_write(struct memslot_view *view, uint64_t gpa,
 		       const void *buf, size_t len, unsigned int flags,
 		       size_t *done)
 {
-	struct walk w = { .view = view, .cview = view, .op = WALK_WRITE };
+	struct walk w = { .cview = view, .op = WALK_WRITE,
+			  .buf = src_buf(buf) };
 
 	if (flags & ~ACCESS_WRITE_FLAGS)
 		return bad_request(done);
 	w.mark = flags & MEMSLOT_ACCESS_MARK_DIRTY;
-	return walk_start(&w, gpa, src_buf(buf), len, done);
+	return walk_start(&w, gpa, len, done);
 }
 
 int memslot_view_mark_dirty(struct memslot_view *view, uint64_t gpa,
 			    size_t len)
 {
 	struct walk w = {
-		.view = view, .cview = view, .op = WALK_MARK, .mark = true,
+		.cview = view, .op = WALK_MARK, .mark = true,
 	};
 
-	return walk_start(&w, gpa, NULL, len, NULL);
+	return walk_start(&w, gpa, len, NULL);
 }
 
 /*
@@ -239,8 +274,7 @@ int memslot_view_map(struct memslot_view *view, uint64_t gpa, size_t len,
 		     size_t max_segs, size_t *nsegs, size_t *mapped)
 {
 	struct walk w = {
-		.view = view, .cview = view,
-		.op = write ? WALK_WRITE : WALK_READ,
+		.cview = view, .op = write ? WALK_WRITE : WALK_READ,
 	};
 	size_t n = 0, pos = 0;
 	struct piece p;
@@ -263,27 +297,27 @@ int memslot_view_map(struct memslot_view *view, uint64_t gpa, size_t len,
 int memslot_guest_read(struct memslot_vm *vm, unsigned int as_id,
 		       uint64_t gpa, void *buf, size_t len, size_t *done)
 {
-	struct walk w = { .shift = vm->page_shift, .op = WALK_READ };
+	struct walk w = { .shift = vm->page_shift, .op = WALK_READ,
+			  .buf = buf };
 
 	if (as_id >= vm->nr_as)
 		return bad_request(done);
-	w.view = memslot_view_get(vm, as_id);
-	w.cview = w.view;
-	return walk_start(&w, gpa, buf, len, done);
+	w.cview = memslot_view_get(vm, as_id);
+	return walk_start(&w, gpa, len, done);
 }
 
 int memslot_guest_write(struct memslot_vm *vm, unsigned int as_id,
 			uint64_t gpa, const void *buf, size_t len,
 			unsigned int flags, size_t *done)
 {
-	struct walk w = { .shift = vm->page_shift, .op = WALK_WRITE };
+	struct walk w = { .shift = vm->page_shift, .op = WALK_WRITE,
+			  .buf = src_buf(buf) };
 
 	if (as_id >= vm->nr_as || (flags & ~ACCESS_WRITE_FLAGS))
 		return bad_request(done);
-	w.view = memslot_view_get(vm, as_id);
-	w.cview = w.view;
+	w.cview = memslot_view_get(vm, as_id);
 	w.mark = flags & MEMSLOT_ACCESS_MARK_DIRTY;
-	return walk_start(&w, gpa, src_buf(buf), len, done);
+	return walk_start(&w, gpa, len, done);
 }
 
 /* ---- through a vCPU cache ------------------------------------------- */
@@ -370,10 +404,10 @@ static int vcpu_walk(struct memslot_vcpu *vcpu,
 {
 	struct walk w = {
 		.cview = view, .vcpu = vcpu, .shift = shift, .op = op,
-		.mark = flags & MEMSLOT_ACCESS_MARK_DIRTY,
+		.mark = flags & MEMSLOT_ACCESS_MARK_DIRTY, .buf = buf,
 	};
 
-	return walk_start(&w, gpa, buf, len, done);
+	return walk_start(&w, gpa, len, done);
 }
 
 int memslot_vcpu_view_read(struct memslot_vcpu *vcpu,

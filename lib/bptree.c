@@ -19,20 +19,22 @@
 struct bpt_cell {
 	uint64_t key;
 	void *val;
-	uint64_t tie;		/* inner cells only */
 	uint64_t end;		/* the entry's end, or the child's max end */
+	uint64_t ext;		/* a wide node's extra word: the child's first
+				 * tie (inner), the entry's aux (leaf) */
 };
 
 static const struct bpt_cell pad_cell = { BPT_KEY_NONE, NULL, 0, 0 };
 
-static struct bpt_inner *inner_of(struct bpt_node *nd)
+/* The extra words of a wide node. */
+static struct bpt_wide *wide_of(struct bpt_node *nd)
 {
-	return (struct bpt_inner *)nd;
+	return (struct bpt_wide *)nd;
 }
 
-static const struct bpt_inner *cinner_of(const struct bpt_node *nd)
+static const struct bpt_wide *cwide_of(const struct bpt_node *nd)
 {
-	return (const struct bpt_inner *)nd;
+	return (const struct bpt_wide *)nd;
 }
 
 /*
@@ -50,9 +52,27 @@ static struct bpt_node *path_node(const struct bpt_iter *p, int level)
 #pragma GCC diagnostic pop
 }
 
-static size_t node_size(bool leaf)
+/* The pool kinds: plain nodes are "leaves", wide ones "inners". */
+static size_t node_size(bool plain)
 {
-	return leaf ? sizeof(struct bpt_node) : sizeof(struct bpt_inner);
+	return plain ? sizeof(struct bpt_node) : sizeof(struct bpt_wide);
+}
+
+/* Whether the leaves of @t are wide. */
+static bool wide_leaves(const struct bpt *t)
+{
+	return t->aux != NULL;
+}
+
+/* A new leaf cell for (@key, @val) of @t. */
+static struct bpt_cell entry_cell(const struct bpt *t, uint64_t key,
+				  void *val)
+{
+	struct bpt_cell c = { key, val, 0, 0 };
+
+	c.end = t->end ? t->end(val) : 0;
+	c.ext = t->aux ? t->aux(val) : 0;
+	return c;
 }
 
 static uint64_t tie_of(const struct bpt *t, const void *v)
@@ -74,8 +94,8 @@ static void cell_get(const struct bpt_node *nd, unsigned int i,
 {
 	c->key = nd->keys[i];
 	c->val = nd->vals[i];
-	c->tie = nd->leaf ? 0 : cinner_of(nd)->ties[i];
 	c->end = nd->ends[i];
+	c->ext = nd->wide ? cwide_of(nd)->ties[i] : 0;
 }
 
 static void cell_set(struct bpt_node *nd, unsigned int i,
@@ -84,8 +104,8 @@ static void cell_set(struct bpt_node *nd, unsigned int i,
 	nd->keys[i] = c->key;
 	nd->vals[i] = c->val;
 	nd->ends[i] = c->end;
-	if (!nd->leaf)
-		inner_of(nd)->ties[i] = c->tie;
+	if (nd->wide)
+		wide_of(nd)->ties[i] = c->ext;
 }
 
 /* Make @nd hold exactly the @cnt cells @c, padded. */
@@ -108,9 +128,9 @@ static void cells_shift(struct bpt_node *nd, unsigned int from,
 	memmove(&nd->keys[to], &nd->keys[from], cnt * sizeof(nd->keys[0]));
 	memmove(&nd->vals[to], &nd->vals[from], cnt * sizeof(nd->vals[0]));
 	memmove(&nd->ends[to], &nd->ends[from], cnt * sizeof(nd->ends[0]));
-	if (nd->leaf)
+	if (!nd->wide)
 		return;
-	memmove(&inner_of(nd)->ties[to], &inner_of(nd)->ties[from],
+	memmove(&wide_of(nd)->ties[to], &wide_of(nd)->ties[from],
 		cnt * sizeof(uint64_t));
 }
 
@@ -152,15 +172,15 @@ void bpt_pool_init(struct bpt_pool *pool, struct mem_alloc *alloc)
 	pool->alloc = alloc;
 }
 
-/* @nd (a leaf if @leaf, whatever nd->leaf says) goes on its free list. */
+/* @nd (plain if @plain, whatever nd->wide says) goes on its free list. */
 static void pool_push_kind(struct bpt_pool *pool, struct bpt_node *nd,
-			   bool leaf)
+			   bool plain)
 {
-	struct bpt_node **head = leaf ? &pool->leaves : &pool->inners;
+	struct bpt_node **head = plain ? &pool->leaves : &pool->inners;
 
 	nd->vals[0] = *head;
 	*head = nd;
-	if (leaf)
+	if (plain)
 		pool->nleaves++;
 	else
 		pool->ninners++;
@@ -168,31 +188,34 @@ static void pool_push_kind(struct bpt_pool *pool, struct bpt_node *nd,
 
 static void pool_push(struct bpt_pool *pool, struct bpt_node *nd)
 {
-	pool_push_kind(pool, nd, nd->leaf);
+	pool_push_kind(pool, nd, !nd->wide);
 }
 
-static struct bpt_node *pool_pop(struct bpt_pool *pool, bool leaf)
+static struct bpt_node *pool_pop(struct bpt_pool *pool, bool plain)
 {
-	struct bpt_node **head = leaf ? &pool->leaves : &pool->inners;
+	struct bpt_node **head = plain ? &pool->leaves : &pool->inners;
 	struct bpt_node *nd = *head;
 
 	/* An empty pool here is a caller bug: changes must not fail. */
 	if (!nd)
 		abort();
 	*head = nd->vals[0];
-	if (leaf)
+	if (plain)
 		pool->nleaves--;
 	else
 		pool->ninners--;
 	return nd;
 }
 
-/* A spare node of the current epoch, empty and padded. */
-static struct bpt_node *node_take(struct bpt_pool *pool, bool leaf)
+/* A spare node of the current epoch, empty and padded: a leaf (@leaf,
+ * wide if @wide) or an inner node (always wide). */
+static struct bpt_node *node_take(struct bpt_pool *pool, bool leaf,
+				  bool wide)
 {
-	struct bpt_node *nd = pool_pop(pool, leaf);
+	struct bpt_node *nd = pool_pop(pool, leaf && !wide);
 
 	nd->leaf = leaf;
+	nd->wide = !leaf || wide;
 	nd->epoch = pool->epoch;
 	node_load(nd, NULL, 0);
 	return nd;
@@ -220,29 +243,30 @@ static void node_drop(struct bpt_pool *pool, struct bpt_node *nd)
 /* An editable copy of published @nd, which is retired. */
 static struct bpt_node *node_clone(struct bpt_pool *pool, struct bpt_node *nd)
 {
-	struct bpt_node *c = node_take(pool, nd->leaf);
+	struct bpt_node *c = node_take(pool, nd->leaf, nd->wide);
 
 	memcpy(c->keys, nd->keys, sizeof(c->keys));
 	memcpy(c->vals, nd->vals, sizeof(c->vals));
 	memcpy(c->ends, nd->ends, sizeof(c->ends));
 	c->n = nd->n;
-	if (!nd->leaf)
-		memcpy(inner_of(c)->ties, cinner_of(nd)->ties,
-		       sizeof(inner_of(c)->ties));
+	if (nd->wide)
+		memcpy(wide_of(c)->ties, cwide_of(nd)->ties,
+		       sizeof(wide_of(c)->ties));
 	node_drop(pool, nd);
 	return c;
 }
 
-static int pool_grow(struct bpt_pool *pool, bool leaf, size_t want)
+static int pool_grow(struct bpt_pool *pool, bool plain, size_t want)
 {
-	size_t *have = leaf ? &pool->nleaves : &pool->ninners;
+	size_t *have = plain ? &pool->nleaves : &pool->ninners;
 	struct bpt_node *nd;
 
 	while (*have < want) {
-		nd = mem_zalloc(pool->alloc, node_size(leaf));
+		nd = mem_zalloc(pool->alloc, node_size(plain));
 		if (!nd)
 			return -ENOMEM;
-		nd->leaf = leaf;
+		nd->leaf = plain;
+		nd->wide = !plain;
 		pool_push(pool, nd);
 	}
 	return 0;
@@ -286,22 +310,23 @@ void bpt_retired_free(struct mem_alloc *alloc, struct bpt_node *list)
 
 	while ((nd = list)) {
 		list = nd->retired;
-		mem_free(alloc, nd, node_size(nd->leaf));
+		mem_free(alloc, nd, node_size(!nd->wide));
 	}
 }
 
-/* node_take() sets nd->leaf: not written here, one cache line less to
- * fetch for a node that comes from far away. */
-void bpt_pool_add(struct bpt_pool *pool, struct bpt_node *nd, bool leaf)
+/* node_take() sets nd->leaf and nd->wide: not written here, one cache
+ * line less to fetch for a node that comes from far away. */
+void bpt_pool_add(struct bpt_pool *pool, struct bpt_node *nd, bool plain)
 {
-	pool_push_kind(pool, nd, leaf);
+	pool_push_kind(pool, nd, plain);
 }
 
-struct bpt_node *bpt_pool_take(struct bpt_pool *pool, bool leaf, size_t keep)
+struct bpt_node *bpt_pool_take(struct bpt_pool *pool, bool plain,
+			       size_t keep)
 {
-	size_t have = leaf ? pool->nleaves : pool->ninners;
+	size_t have = plain ? pool->nleaves : pool->ninners;
 
-	return have > keep ? pool_pop(pool, leaf) : NULL;
+	return have > keep ? pool_pop(pool, plain) : NULL;
 }
 
 void bpt_pool_trim(struct bpt_pool *pool, size_t keep)
@@ -322,6 +347,7 @@ void bpt_init(struct bpt *t, uint64_t (*end)(const void *val))
 	t->nodes = 0;
 	t->end = end;
 	t->tie = NULL;
+	t->aux = NULL;
 	t->work = 0;
 }
 
@@ -335,14 +361,16 @@ static void node_release(struct bpt_pool *pool, struct bpt_node *nd)
 	pool_push(pool, nd);
 }
 
-/* Empty @t but keep its end and tie functions. */
+/* Empty @t but keep its end, tie and aux functions. */
 static void tree_reset(struct bpt *t)
 {
 	uint64_t (*tie)(const void *val) = t->tie;
+	uint64_t (*aux)(const void *val) = t->aux;
 	uint64_t work = t->work;
 
 	bpt_init(t, t->end);
 	t->tie = tie;
+	t->aux = aux;
 	t->work = work;
 }
 
@@ -361,15 +389,21 @@ void bpt_nodes_for_cow(const struct bpt *t, size_t ops, size_t *leaves,
 	size_t d = t->depth ? t->depth : 1;
 	size_t l = 2 * ops, i = 2 * ops * (d - 1);
 
-	*leaves += l < t->nodes ? l : t->nodes;
+	*(wide_leaves(t) ? inners : leaves) += l < t->nodes ? l : t->nodes;
 	*inners += i < t->nodes ? i : t->nodes;
+}
+
+size_t bpt_insert_leaves(const struct bpt *t)
+{
+	return wide_leaves(t) ? 0 : 1;
 }
 
 size_t bpt_insert_inners(const struct bpt *t)
 {
 	/* Every inner level splits and a new root appears: depth inners.  An
-	 * empty tree needs none, but 1 keeps callers' sums safe. */
-	return t->depth ? t->depth : 1;
+	 * empty tree needs none, but 1 keeps callers' sums safe.  Wide leaves
+	 * come from the inners too. */
+	return (t->depth ? t->depth : 1) + wide_leaves(t);
 }
 
 /* Bits needed to write @k: more than the levels @k inserts can add. */
@@ -401,17 +435,18 @@ void bpt_nodes_for_inserts(const struct bpt *t, size_t k, size_t *leaves,
 			   size_t *inners)
 {
 	size_t levels = t->depth + bit_length(k) + 1;
+	size_t *leaf_kind = wide_leaves(t) ? inners : leaves;
 	size_t adds;
 
 	if (k <= 2) {
 		/* Each insert splits at most one node per level and may add a
 		 * root: the exact worst case, and what single changes hit. */
-		*leaves += k;
+		*leaf_kind += k;
 		*inners += k * (t->depth + 1);
 		return;
 	}
 	adds = level_splits(t->nodes, k);
-	*leaves += adds + 1;	/* + the first leaf of an empty tree */
+	*leaf_kind += adds + 1;	/* + the first leaf of an empty tree */
 	for (size_t l = 1; l < levels && adds; l++) {
 		adds = level_splits(t->nodes, adds);
 		*inners += adds + 1;	/* + a new root above this level */
@@ -433,7 +468,7 @@ static uint64_t node_max_end(const struct bpt_node *nd)
 /* The tie of @nd's first entry. */
 static uint64_t first_tie(const struct bpt *t, const struct bpt_node *nd)
 {
-	return nd->leaf ? tie_of(t, nd->vals[0]) : cinner_of(nd)->ties[0];
+	return nd->leaf ? tie_of(t, nd->vals[0]) : cwide_of(nd)->ties[0];
 }
 
 /* The cell a parent keeps for child @nd. */
@@ -442,7 +477,7 @@ static void cell_of(const struct bpt *t, struct bpt_node *nd,
 {
 	c->key = nd->keys[0];
 	c->val = nd;
-	c->tie = first_tie(t, nd);
+	c->ext = first_tie(t, nd);
 	c->end = t->end ? node_max_end(nd) : 0;
 }
 
@@ -484,7 +519,7 @@ static void grow_up(const struct bpt *t, const struct bpt_iter *p, int level,
 		const struct bpt_node *child = par->vals[p->pos[l]];
 
 		par->keys[p->pos[l]] = child->keys[0];
-		inner_of(par)->ties[p->pos[l]] = first_tie(t, child);
+		wide_of(par)->ties[p->pos[l]] = first_tie(t, child);
 		if (par->ends[p->pos[l]] < end)
 			par->ends[p->pos[l]] = end;
 	}
@@ -531,7 +566,7 @@ static bool path_next_leaf(struct bpt_iter *p)
 static unsigned int child_for(const struct bpt_node *nd, uint64_t key,
 			      uint64_t tie)
 {
-	const struct bpt_inner *in = cinner_of(nd);
+	const struct bpt_wide *in = cwide_of(nd);
 	unsigned int i = bpt_node_search(nd, bpt_key_clamp(key));
 
 	while (i > 0 && nd->keys[i] == key && in->ties[i] > tie)
@@ -629,7 +664,7 @@ static struct bpt_node *node_split(struct bpt_pool *pool,
 {
 	struct bpt_cell all[BPT_FANOUT + 1];
 	struct bpt_node *nd = path_node(p, l);
-	struct bpt_node *nw = node_take(pool, nd->leaf);
+	struct bpt_node *nw = node_take(pool, nd->leaf, nd->wide);
 	unsigned int j, nleft, q = p->pos[l];
 	bool first, last;
 
@@ -651,7 +686,7 @@ static struct bpt_node *node_split(struct bpt_pool *pool,
 static void grow_root(struct bpt *t, struct bpt_pool *pool,
 		      struct bpt_node *left, struct bpt_node *right)
 {
-	struct bpt_node *root = node_take(pool, false);
+	struct bpt_node *root = node_take(pool, false, true);
 	struct bpt_cell c[2];
 
 	cell_of(t, left, &c[0]);
@@ -666,7 +701,7 @@ static void grow_root(struct bpt *t, struct bpt_pool *pool,
 static void insert_first(struct bpt *t, struct bpt_pool *pool,
 			 const struct bpt_cell *c)
 {
-	t->root = node_take(pool, true);
+	t->root = node_take(pool, true, wide_leaves(t));
 	node_load(t->root, c, 1);
 	t->depth = 1;
 	t->nodes = 1;
@@ -674,8 +709,8 @@ static void insert_first(struct bpt *t, struct bpt_pool *pool,
 
 void bpt_insert(struct bpt *t, struct bpt_pool *pool, uint64_t key, void *val)
 {
-	uint64_t entry_end = t->end ? t->end(val) : 0;
-	struct bpt_cell c = { key, val, 0, entry_end };
+	struct bpt_cell c = entry_cell(t, key, val);
+	uint64_t entry_end = c.end;
 	struct bpt_node *nd, *nw;
 	struct bpt_iter p;
 	bool new_left;
@@ -808,24 +843,26 @@ void bpt_replace(struct bpt *t, struct bpt_pool *pool, uint64_t key,
 		 void *old, void *new_val)
 {
 	struct bpt_node *leaf;
+	struct bpt_cell c;
 	struct bpt_iter p;
 
 	assert(new_val && tie_of(t, old) == tie_of(t, new_val));
 	locate_present(t, key, old, &p);
 	path_own(t, pool, &p);
 	leaf = path_node(&p, p.depth - 1);
-	leaf->vals[p.pos[p.depth - 1]] = new_val;
-	leaf->ends[p.pos[p.depth - 1]] = t->end ? t->end(new_val) : 0;
+	c = entry_cell(t, key, new_val);
+	cell_set(leaf, p.pos[p.depth - 1], &c);
 	refresh_up(t, &p, p.depth - 1);
 }
 
 /* ---- bulk build ----------------------------------------------------- */
 
-void bpt_nodes_for_build(size_t count, size_t *leaves, size_t *inners)
+void bpt_nodes_for_build(const struct bpt *t, size_t count, size_t *leaves,
+			 size_t *inners)
 {
 	size_t n = (count + BPT_FANOUT - 1) / BPT_FANOUT;
 
-	*leaves += n;
+	*(wide_leaves(t) ? inners : leaves) += n;
 	while (n > 1) {
 		n = (n + BPT_FANOUT - 1) / BPT_FANOUT;
 		*inners += n;
@@ -858,7 +895,8 @@ static void build_push(struct builder *bd, unsigned int l,
 		nd = NULL;
 	}
 	if (!nd) {
-		nd = bd->open[l] = node_take(bd->pool, l == 0);
+		nd = bd->open[l] = node_take(bd->pool, l == 0,
+					     wide_leaves(bd->t));
 		bd->t->nodes++;
 	}
 	cell_set(nd, nd->n++, c);
@@ -904,9 +942,8 @@ static void drop_all(struct bpt_pool *pool, struct bpt_node *nd)
 static void build_entry(struct builder *bd, void *val,
 			uint64_t (*key)(const void *))
 {
-	struct bpt_cell c = { key(val), val, 0, 0 };
+	struct bpt_cell c = entry_cell(bd->t, key(val), val);
 
-	c.end = bd->t->end ? bd->t->end(val) : 0;
 	build_push(bd, 0, &c);
 }
 
@@ -1079,7 +1116,7 @@ static int check_cells(const struct bpt_node *nd)
 			return -BPT_CHECK_CELL;
 		if (!used && (nd->keys[j] != BPT_KEY_NONE || nd->vals[j] ||
 			      nd->ends[j] ||
-			      (!nd->leaf && cinner_of(nd)->ties[j])))
+			      (nd->wide && cwide_of(nd)->ties[j])))
 			return -BPT_CHECK_PAD;
 	}
 	return 0;
@@ -1094,6 +1131,8 @@ static int check_shape(const struct bpt *t, const struct bpt_node *nd,
 		return -BPT_CHECK_FILL;
 	if (nd->leaf != (level + 1 == t->depth))
 		return -BPT_CHECK_LEVEL;
+	if (nd->wide != (!nd->leaf || wide_leaves(t)))
+		return -BPT_CHECK_WIDE;
 	return check_cells(nd);
 }
 
@@ -1115,6 +1154,9 @@ static int check_leaf(struct check_state *st, const struct bpt_node *nd,
 		e = st->t->end ? st->t->end(nd->vals[j]) : 0;
 		if (nd->ends[j] != e)
 			return -BPT_CHECK_MAX_END;
+		if (st->t->aux &&
+		    cwide_of(nd)->aux[j] != st->t->aux(nd->vals[j]))
+			return -BPT_CHECK_AUX;
 		*max_end = e > *max_end ? e : *max_end;
 	}
 	return 0;
@@ -1139,7 +1181,7 @@ static int check_inner(struct check_state *st, const struct bpt_node *nd,
 			return err;
 		if (nd->keys[j] != child->keys[0])
 			return -BPT_CHECK_SEPARATOR;
-		if (cinner_of(nd)->ties[j] != first_tie(st->t, child))
+		if (cwide_of(nd)->ties[j] != first_tie(st->t, child))
 			return -BPT_CHECK_TIE;
 		if (nd->ends[j] != m)
 			return -BPT_CHECK_MAX_END;

@@ -63,6 +63,7 @@ struct bpt_node {
 	uint64_t ends[BPT_FANOUT];
 	uint8_t n;
 	bool leaf;
+	bool wide;	/* a struct bpt_wide: see there */
 	union {
 		uint64_t epoch;
 		struct bpt_node *retired;
@@ -70,13 +71,19 @@ struct bpt_node {
 };
 
 /*
- * An inner node also keeps, per child, the tie value of the child's first
- * entry, so a descent to an (key, tie) pair is O(log n) however many
- * entries share the key.
+ * A wide node: a node with one more array.  Every inner node is wide and
+ * keeps, per child, the tie value of the child's first entry, so a descent
+ * to an (key, tie) pair is O(log n) however many entries share the key.
+ * The leaves of a tree with an aux function are wide too and keep each
+ * entry's aux word, so that a lookup can answer from the leaf without
+ * touching the value.
  */
-struct bpt_inner {
+struct bpt_wide {
 	struct bpt_node node;
-	uint64_t ties[BPT_FANOUT];
+	union {
+		uint64_t ties[BPT_FANOUT];	/* inner nodes */
+		uint64_t aux[BPT_FANOUT];	/* leaves */
+	};
 };
 
 /*
@@ -96,17 +103,26 @@ struct bpt {
 	 * tie that survives bpt_replace() (the hva index uses the slot id)
 	 * makes a replacement an in-place store. */
 	uint64_t (*tie)(const void *val);
+	/* NULL for plain leaves; else leaves are wide and keep aux(val) of
+	 * each entry (derived from the value, which must not change it while
+	 * it is in the tree).  Set before the first insert. */
+	uint64_t (*aux)(const void *val);
 	/* Writer work: nodes visited and equal keys compared while locating
 	 * entries to change.  Lets tests check that updates stay O(log n)
 	 * with any number of equal keys. */
 	uint64_t work;
 };
 
-/* Spare nodes, so that tree changes cannot fail. Writer side only. */
+/*
+ * Spare nodes, so that tree changes cannot fail. Writer side only.  Two
+ * sizes: "leaves" are plain nodes (the leaves of trees without aux),
+ * "inners" are wide nodes (inner nodes, and the leaves of trees with aux).
+ * Every count of leaves and inners below means these two sizes.
+ */
 struct bpt_pool {
 	struct mem_alloc *alloc;
 	struct bpt_node *leaves;	/* free list linked through vals[0] */
-	struct bpt_node *inners;	/* likewise; each is a struct bpt_inner */
+	struct bpt_node *inners;	/* likewise; each is a struct bpt_wide */
 	size_t nleaves;
 	size_t ninners;
 	uint64_t epoch;			/* nodes of this epoch are editable */
@@ -151,7 +167,9 @@ void bpt_retired_free(struct mem_alloc *alloc, struct bpt_node *list);
 void bpt_nodes_for_cow(const struct bpt *t, size_t ops, size_t *leaves,
 		       size_t *inners);
 
-/* Nodes one insert into @t may take: 1 leaf and this many inners. */
+/* Nodes one insert into @t may take: bpt_insert_leaves(t) leaves (1 or 0)
+ * and bpt_insert_inners(t) inners. */
+size_t bpt_insert_leaves(const struct bpt *t);
 size_t bpt_insert_inners(const struct bpt *t);
 
 /*
@@ -164,9 +182,10 @@ void bpt_nodes_for_inserts(const struct bpt *t, size_t k, size_t *leaves,
 
 /*
  * Add to *@leaves and *@inners the nodes bpt_build_merge() takes to make
- * a tree of @count entries (full nodes on every level).
+ * @t hold @count entries (full nodes on every level).
  */
-void bpt_nodes_for_build(size_t count, size_t *leaves, size_t *inners);
+void bpt_nodes_for_build(const struct bpt *t, size_t count, size_t *leaves,
+			 size_t *inners);
 
 /*
  * Bulk insert: rebuild @t bottom up from its entries merged with the @k
@@ -179,7 +198,7 @@ void bpt_build_merge(struct bpt *t, struct bpt_pool *pool, void *const *vals,
 		     size_t k, uint64_t (*key)(const void *));
 
 /* Insert (@key, @val); the pair must not be present and the pool must hold
- * a leaf and bpt_insert_inners(t) inners. */
+ * the nodes bpt_insert_leaves(t) and bpt_insert_inners(t) say. */
 void bpt_insert(struct bpt *t, struct bpt_pool *pool, uint64_t key, void *val);
 /* Remove (@key, @val), which must be present; nodes go back to @pool.
  * Nodes that become sparse are merged with a neighbour. */
@@ -280,6 +299,42 @@ static inline void *bpt_find_cover(const struct bpt *t, uint64_t key)
 	return nd->keys[i] <= key && key < nd->ends[i] ? nd->vals[i] : NULL;
 }
 
+/* What a wide leaf holds of one entry. */
+struct bpt_hit {
+	void *val;
+	uint64_t key;
+	uint64_t end;
+	uint64_t aux;
+};
+
+/*
+ * bpt_find_cover() for a tree with aux: fills @h and returns true if an
+ * entry's interval holds @key; false (and @h untouched) if none does.
+ * Reads only nodes: the caller gets the entry's key, end and aux word
+ * without a load from the value, one cache miss less on a cold lookup.
+ */
+static inline bool bpt_find_cover_hit(const struct bpt *t, uint64_t key,
+				      struct bpt_hit *h)
+{
+	const struct bpt_node *nd;
+	uint64_t k = bpt_key_clamp(key);
+	unsigned int i;
+
+	if (!t->root)
+		return false;
+	nd = bpt_leaf_for(t, k);
+	bpt_prefetch(&((const struct bpt_wide *)nd)->aux[0]);
+	__builtin_prefetch(&((const struct bpt_wide *)nd)->aux[BPT_FANOUT - 1]);
+	i = bpt_node_search(nd, k);
+	if (!(nd->keys[i] <= key && key < nd->ends[i]))
+		return false;
+	h->val = nd->vals[i];
+	h->key = nd->keys[i];
+	h->end = nd->ends[i];
+	h->aux = ((const struct bpt_wide *)nd)->aux[i];
+	return true;
+}
+
 /* The value of the first entry, or NULL for an empty tree. */
 void *bpt_first(const struct bpt *t);
 
@@ -323,6 +378,8 @@ enum bpt_check_error {
 	BPT_CHECK_MAX_END,	/* an end is not its entry's end or child's max */
 	BPT_CHECK_TIE,		/* an inner tie is not its child's first tie */
 	BPT_CHECK_COUNT,	/* t->count is not the number of entries */
+	BPT_CHECK_WIDE,		/* a node's width is not its level's */
+	BPT_CHECK_AUX,		/* a leaf's aux word is not aux(value) */
 };
 
 /* Check every invariant (order, counts, separators, max ends, fill, pads);

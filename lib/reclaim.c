@@ -96,7 +96,8 @@ static void free_one(struct memslot_vm *vm, struct retire *r,
 
 	while ((nd = r->nodes)) {
 		r->nodes = nd->retired;
-		spares_list_push(&back[nd->leaf ? SPARES_LEAF : SPARES_INNER],
+		/* By size: the leaves of the gfn index are wide. */
+		spares_list_push(&back[nd->wide ? SPARES_INNER : SPARES_LEAF],
 				 nd);
 	}
 	for (size_t i = 0; i < r->nslots; i++) {

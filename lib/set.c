@@ -18,6 +18,11 @@ static uint64_t gfn_end_of(const void *val)
 	return slot_end_gfn(val);
 }
 
+static uint64_t gfn_aux_of(const void *val)
+{
+	return set_slot_aux(val);
+}
+
 static uint64_t id_end_of(const void *val)
 {
 	return (uint64_t)((const struct memslot_slot *)val)->id + 1;
@@ -44,6 +49,7 @@ struct memslot_set *set_new_empty(struct mem_alloc *alloc, unsigned int as_id,
 	bpt_init(&s->hva, hva_end_of);
 	bpt_init(&s->ids, id_end_of);
 	s->gfn.tie = id_of;
+	s->gfn.aux = gfn_aux_of;
 	s->hva.tie = id_of;
 	s->ids.tie = id_of;
 	s->as_id = as_id;
@@ -167,9 +173,9 @@ bool set_bulk_pays(const struct memslot_set *s, size_t k)
 void set_nodes_for_bulk(const struct memslot_set *s, size_t k,
 			size_t *leaves, size_t *inners)
 {
-	bpt_nodes_for_build(s->gfn.count + k, leaves, inners);
-	bpt_nodes_for_build(s->hva.count + k, leaves, inners);
-	bpt_nodes_for_build(s->ids.count + k, leaves, inners);
+	bpt_nodes_for_build(&s->gfn, s->gfn.count + k, leaves, inners);
+	bpt_nodes_for_build(&s->hva, s->hva.count + k, leaves, inners);
+	bpt_nodes_for_build(&s->ids, s->ids.count + k, leaves, inners);
 }
 
 size_t set_bulk_scratch(size_t k)

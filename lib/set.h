@@ -123,6 +123,30 @@ struct set_keyed {
 struct set_keyed *set_sort_keyed(struct set_keyed *a, struct set_keyed *tmp,
 				 size_t k);
 
+/*
+ * The gfn index's aux word of a slot: its hva, which is page aligned, with
+ * the two flags a translation checks in the low bits.  A translating
+ * lookup reads it from the index's leaf and never touches the slot.
+ */
+#define SET_AUX_INVALID 1ull
+#define SET_AUX_READONLY 2ull
+#define SET_AUX_FLAGS (SET_AUX_INVALID | SET_AUX_READONLY)
+
+static inline uint64_t set_slot_aux(const struct memslot_slot *slot)
+{
+	return slot->hva |
+	       (slot->flags & MEMSLOT_INVALID ? SET_AUX_INVALID : 0) |
+	       (slot->flags & MEMSLOT_MEM_READONLY ? SET_AUX_READONLY : 0);
+}
+
+/* The slot containing @gfn as the gfn index's leaf holds it (slot, base
+ * gfn, end gfn, aux word), without the cache; false if none. */
+static inline bool set_search_hit(const struct memslot_set *s, uint64_t gfn,
+				  struct bpt_hit *h)
+{
+	return bpt_find_cover_hit(&s->gfn, gfn, h);
+}
+
 /* The slot containing @gfn, without the cache; NULL if none. */
 static inline struct memslot_slot *set_search(const struct memslot_set *s,
 					      uint64_t gfn)

@@ -19,8 +19,12 @@ struct memslot_slot {
 	uint32_t flags;
 	uint32_t id;
 	void *user_data;
-	uint32_t as_id;
-	uint32_t page_shift;
+	/* Small fields packed together: a slot is 80 bytes, not 88. */
+	uint16_t as_id;		/* < 256 (config check) */
+	uint16_t page_shift;	/* 9..30 (config check) */
+	/* KVM_SET_USER_MEMORY_REGION2's binding, kept for the VMM; zero
+	 * unless flags has MEMSLOT_MEM_GUEST_MEMFD (with gmem_offset). */
+	uint32_t gmem_fd;
 	/* Dirty logging (dirty.h).  The mark path reads only these two, so
 	 * they share the first cache line with base_gfn and npages: the
 	 * half of the bitmap marks go to now (a harvest switches it), and
@@ -28,14 +32,14 @@ struct memslot_slot {
 	 * INVALID, else 0). */
 	_Atomic uint64_t *_Atomic dirty_live;
 	uint64_t mark_npages;
-	/* KVM_SET_USER_MEMORY_REGION2's binding, kept for the VMM; zero
-	 * unless flags has MEMSLOT_MEM_GUEST_MEMFD. */
 	uint64_t gmem_offset;
-	uint32_t gmem_fd;
 	/* The bitmap's memory, both halves; shared by the states of one
 	 * logging run, NULL without logging. */
 	_Atomic uint64_t *dirty;
 };
+
+/* memory_per_slot's budget counts on it (benchmarks.md). */
+_Static_assert(sizeof(struct memslot_slot) <= 80, "slot object grew");
 
 /* The gfn after the slot's last page. */
 static inline uint64_t slot_end_gfn(const struct memslot_slot *s)

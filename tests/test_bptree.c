@@ -19,11 +19,14 @@
 #include "common.h"
 
 /* A tree value: the entry's key, its tie (orders equal keys; kept by a
- * replacement, as a slot id is) and, for augmented trees, its end. */
+ * replacement, as a slot id is), for augmented trees its end and, for
+ * trees with wide leaves, its aux word (random, changed by a replacement,
+ * as a slot's flags are). */
 struct item {
 	uint64_t key;
 	uint64_t tie;
 	uint64_t end;
+	uint64_t aux;
 	bool in_tree;
 	bool pinned;		/* a snapshot still holds it: not reusable */
 };
@@ -37,6 +40,14 @@ static uint64_t item_tie(const void *val)
 {
 	return ((const struct item *)val)->tie;
 }
+
+static uint64_t item_aux(const void *val)
+{
+	return ((const struct item *)val)->aux;
+}
+
+/* Tree kinds: plain, augmented (ends), augmented with wide leaves (aux). */
+enum kind { PLAIN, AUGMENTED, WIDE };
 
 /* ---- the harness: a tree, its pool and the reference ---------------- */
 
@@ -56,14 +67,15 @@ struct harness {
 	bool cow;		/* edits may clone published nodes */
 };
 
-static void h_init(struct harness *h, bool augmented, size_t nitems,
+static void h_init(struct harness *h, enum kind kind, size_t nitems,
 		   uint64_t seed)
 {
 	memset(h, 0, sizeof(*h));
 	mem_alloc_init(&h->alloc, NULL);
 	bpt_pool_init(&h->pool, &h->alloc);
-	bpt_init(&h->t, augmented ? item_end : NULL);
+	bpt_init(&h->t, kind != PLAIN ? item_end : NULL);
 	h->t.tie = item_tie;
+	h->t.aux = kind == WIDE ? item_aux : NULL;
 	h->items = calloc(nitems, sizeof(*h->items));
 	h->ref = calloc(nitems, sizeof(*h->ref));
 	assert_non_null(h->items);
@@ -180,7 +192,8 @@ static void h_reserve(struct harness *h, size_t leaves, size_t inners)
 static void h_insert_item(struct harness *h, struct item *it)
 {
 	it->end = random_end(h, it->key);
-	h_reserve(h, 1, bpt_insert_inners(&h->t));
+	it->aux = tc_rng(&h->rng);
+	h_reserve(h, bpt_insert_leaves(&h->t), bpt_insert_inners(&h->t));
 	bpt_insert(&h->t, &h->pool, it->key, it);
 	ref_insert(h, it);
 }
@@ -215,6 +228,7 @@ static void h_replace(struct harness *h, size_t r)
 	nw->key = old->key;
 	nw->tie = old->tie;
 	nw->end = random_end(h, nw->key);
+	nw->aux = tc_rng(&h->rng);
 	if (h->cow)
 		h_reserve(h, 0, 0);
 	bpt_replace(&h->t, &h->pool, old->key, old, nw);
@@ -231,14 +245,34 @@ static void expect_find_le(const struct harness *h, uint64_t key)
 	assert_ptr_equal(bpt_find_le(&h->t, key), c ? h->ref[c - 1] : NULL);
 }
 
+/* With wide leaves: bpt_find_cover_hit() finds what bpt_find_cover()
+ * finds, and reports the entry's key, end and aux word. */
+static void expect_cover_hit(const struct harness *h, uint64_t key)
+{
+	const struct item *it = bpt_find_cover(&h->t, key);
+	struct bpt_hit hit = { 0 };
+
+	if (!h->t.aux)
+		return;
+	assert_int_equal(bpt_find_cover_hit(&h->t, key, &hit), it != NULL);
+	if (!it)
+		return;
+	assert_ptr_equal(hit.val, it);
+	assert_int_equal(hit.key, it->key);
+	assert_int_equal(hit.end, it->end);
+	assert_int_equal(hit.aux, it->aux);
+}
+
 static void check_lookups(struct harness *h)
 {
 	static const uint64_t fixed[] = { 0, 1, 2, UINT64_MAX - 1, UINT64_MAX };
 	const struct item *it;
 	unsigned int j;
 
-	for (j = 0; j < sizeof(fixed) / sizeof(fixed[0]); j++)
+	for (j = 0; j < sizeof(fixed) / sizeof(fixed[0]); j++) {
 		expect_find_le(h, fixed[j]);
+		expect_cover_hit(h, fixed[j]);
+	}
 	for (j = 0; j < 6; j++)
 		expect_find_le(h, tc_rng(&h->rng) %
 				      (h->nkeys * h->key_step + 2));
@@ -247,6 +281,9 @@ static void check_lookups(struct harness *h)
 		expect_find_le(h, it->key - 1);
 		expect_find_le(h, it->key);
 		expect_find_le(h, it->key + 1);
+		expect_cover_hit(h, it->key);
+		expect_cover_hit(h, it->end - 1);
+		expect_cover_hit(h, it->end);
 	}
 	assert_ptr_equal(bpt_first(&h->t), h->nref ? h->ref[0] : NULL);
 	assert_int_equal(h->t.count, h->nref);
@@ -368,7 +405,7 @@ static void test_random_plain(void **state)
 
 	(void)state;
 	for (seed = 1; seed <= 2; seed++) {
-		h_init(&h, false, 10000, seed);
+		h_init(&h, PLAIN, 10000, seed);
 		random_run(&h, 20000);
 		h_fini(&h);
 	}
@@ -380,7 +417,7 @@ static void test_random_plain_dups(void **state)
 	struct harness h;
 
 	(void)state;
-	h_init(&h, false, 10000, 3);
+	h_init(&h, PLAIN, 10000, 3);
 	h.nkeys = 40;
 	random_run(&h, 20000);
 	h_fini(&h);
@@ -393,7 +430,7 @@ static void test_random_augmented(void **state)
 
 	(void)state;
 	for (seed = 11; seed <= 12; seed++) {
-		h_init(&h, true, 10000, seed);
+		h_init(&h, AUGMENTED, 10000, seed);
 		/* Few distinct starts: runs of one key span several leaves. */
 		h.nkeys = 150;
 		h.key_step = 4096;
@@ -403,12 +440,30 @@ static void test_random_augmented(void **state)
 	}
 }
 
+/* Wide leaves (an aux word per entry) through the same random runs. */
+static void test_random_wide(void **state)
+{
+	struct harness h;
+
+	(void)state;
+	h_init(&h, WIDE, 10000, 13);
+	h.nkeys = 150;
+	h.key_step = 4096;
+	h.max_len = 3 * 4096;
+	random_run(&h, 20000);
+	h_fini(&h);
+	h_init(&h, WIDE, 10000, 14);
+	h.max_len = 1u << 12;
+	random_run(&h, 20000);
+	h_fini(&h);
+}
+
 static void test_random_augmented_sparse(void **state)
 {
 	struct harness h;
 
 	(void)state;
-	h_init(&h, true, 10000, 21);
+	h_init(&h, AUGMENTED, 10000, 21);
 	h.max_len = 1u << 12;
 	random_run(&h, 20000);
 	h_fini(&h);
@@ -458,10 +513,10 @@ static void test_bulk_patterns(void **state)
 	struct harness h;
 
 	(void)state;
-	h_init(&h, false, 20000, 31);
+	h_init(&h, PLAIN, 20000, 31);
 	bulk_run(&h, 5000, 8);
 	h_fini(&h);
-	h_init(&h, true, 20000, 32);
+	h_init(&h, AUGMENTED, 20000, 32);
 	h.max_len = 100;
 	bulk_run(&h, 5000, 8);
 	h_fini(&h);
@@ -475,7 +530,7 @@ static void test_one_key_many_values(void **state)
 	size_t k;
 
 	(void)state;
-	h_init(&h, true, 2000, 41);
+	h_init(&h, AUGMENTED, 2000, 41);
 	h.max_len = 1000;
 	for (k = 0; k < 700; k++) {
 		h_insert(&h, k % 7 ? 5000 : 1 + k);
@@ -542,12 +597,12 @@ static void snap_check(const struct snapshot *sn)
  * the new tree or on the retired list: nothing leaks once the old tree is
  * dropped and its nodes reclaimed.
  */
-static void cow_rounds(bool augmented, uint64_t nkeys)
+static void cow_rounds(enum kind kind, uint64_t nkeys)
 {
 	struct snapshot sn;
 	struct harness h;
 
-	h_init(&h, augmented, 8000, 61);
+	h_init(&h, kind, 8000, 61);
 	h.nkeys = nkeys;
 	h.max_len = 64;
 	for (size_t k = 0; k < 2000; k++)
@@ -572,15 +627,17 @@ static void cow_rounds(bool augmented, uint64_t nkeys)
 static void test_cow_plain(void **state)
 {
 	(void)state;
-	cow_rounds(false, 1u << 20);
-	cow_rounds(false, 40);		/* many equal keys */
+	cow_rounds(PLAIN, 1u << 20);
+	cow_rounds(PLAIN, 40);		/* many equal keys */
 }
 
 static void test_cow_augmented(void **state)
 {
 	(void)state;
-	cow_rounds(true, 1u << 20);
-	cow_rounds(true, 40);
+	cow_rounds(AUGMENTED, 1u << 20);
+	cow_rounds(AUGMENTED, 40);
+	cow_rounds(WIDE, 1u << 20);
+	cow_rounds(WIDE, 40);
 }
 
 /* A detached retired list is freed through the allocator. */
@@ -590,7 +647,7 @@ static void test_cow_detach(void **state)
 	struct bpt_node *list;
 
 	(void)state;
-	h_init(&h, false, 400, 62);
+	h_init(&h, PLAIN, 400, 62);
 	for (size_t k = 0; k < 200; k++)
 		h_insert(&h, random_key(&h));
 	h.cow = true;
@@ -622,13 +679,13 @@ static size_t count_leaves(const struct bpt *t)
 	return leaves;
 }
 
-static void fill_and_measure(bool augmented, bool ascending)
+static void fill_and_measure(enum kind kind, bool ascending)
 {
 	const size_t n = 32764;
 	struct harness h;
 	size_t k;
 
-	h_init(&h, augmented, n, 51);
+	h_init(&h, kind, n, 51);
 	for (k = 0; k < n; k++) {
 		h.items[k].key = 16 + (ascending ? k : n - 1 - k) * 16;
 		h.items[k].tie = k + 1;
@@ -639,23 +696,25 @@ static void fill_and_measure(bool augmented, bool ascending)
 	assert_in_range(count_leaves(&h.t), (n + 15) / 16, 2100);
 	assert_in_range(h.t.depth, 1, 4);
 	/* Full leaves: 25 bytes per entry (key, value, end), under 28
-	 * with inners counted. */
-	assert_true(h.alloc.bytes < 28 * n);
+	 * with inners counted; 8 more with an aux word. */
+	assert_true(h.alloc.bytes < (kind == WIDE ? 36 : 28) * n);
 	h_fini(&h);
 }
 
 static void test_fill_ascending(void **state)
 {
 	(void)state;
-	fill_and_measure(false, true);
-	fill_and_measure(true, true);
+	fill_and_measure(PLAIN, true);
+	fill_and_measure(AUGMENTED, true);
+	fill_and_measure(WIDE, true);
 }
 
 static void test_fill_descending(void **state)
 {
 	(void)state;
-	fill_and_measure(false, false);
-	fill_and_measure(true, false);
+	fill_and_measure(PLAIN, false);
+	fill_and_measure(AUGMENTED, false);
+	fill_and_measure(WIDE, false);
 }
 
 /* Four full leaves; shrink leaf 1 and 2 to 8 entries each, in either
@@ -697,7 +756,7 @@ static int item_cmp(const void *a, const void *b)
  * whole, the new one is right with full leaves, takes exactly
  * bpt_nodes_for_build() nodes, and later edits keep their node bounds.
  */
-static void bulk_round(bool augmented, size_t n, size_t k, uint64_t nkeys)
+static void bulk_round(enum kind kind, size_t n, size_t k, uint64_t nkeys)
 {
 	size_t leaves = 0, inners = 0;
 	struct snapshot sn;
@@ -705,7 +764,7 @@ static void bulk_round(bool augmented, size_t n, size_t k, uint64_t nkeys)
 	void **vals = calloc(k + 1, sizeof(*vals));
 
 	assert_non_null(vals);
-	h_init(&h, augmented, 2 * (n + k) + 64, 71 + n + k);
+	h_init(&h, kind, 2 * (n + k) + 64, 71 + n + k);
 	h.nkeys = nkeys;
 	h.max_len = 64;
 	for (size_t i = 0; i < n; i++)
@@ -718,11 +777,12 @@ static void bulk_round(bool augmented, size_t n, size_t k, uint64_t nkeys)
 		it->key = random_key(&h);
 		it->tie = ++h.next_tie;
 		it->end = random_end(&h, it->key);
+		it->aux = tc_rng(&h.rng);
 		it->pinned = true;	/* not picked twice */
 		vals[i] = it;
 	}
 	qsort(vals, k, sizeof(*vals), item_cmp);
-	bpt_nodes_for_build(n + k, &leaves, &inners);
+	bpt_nodes_for_build(&h.t, n + k, &leaves, &inners);
 	bpt_pool_trim(&h.pool, 0);
 	assert_int_equal(bpt_pool_reserve(&h.pool, leaves, inners), 0);
 	bpt_build_merge(&h.t, &h.pool, vals, k, item_key);
@@ -753,9 +813,10 @@ static void test_bulk_merge(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		bulk_round(false, cases[i][0], cases[i][1], 1u << 20);
-		bulk_round(true, cases[i][0], cases[i][1], 1u << 20);
-		bulk_round(true, cases[i][0], cases[i][1], 40);	/* equal keys */
+		bulk_round(PLAIN, cases[i][0], cases[i][1], 1u << 20);
+		bulk_round(AUGMENTED, cases[i][0], cases[i][1], 1u << 20);
+		bulk_round(AUGMENTED, cases[i][0], cases[i][1], 40); /* equal keys */
+		bulk_round(WIDE, cases[i][0], cases[i][1], 1u << 20);
 	}
 }
 
@@ -768,7 +829,7 @@ static void test_remove_merges(void **state)
 	size_t k;
 
 	(void)state;
-	h_init(&h, false, 20000, 91);
+	h_init(&h, PLAIN, 20000, 91);
 	merge_pair(&h, true);	/* the second to shrink merges leftward */
 	merge_pair(&h, false);	/* and rightward */
 	for (k = 0; k < 8000; k++)
@@ -805,7 +866,7 @@ static void test_pool_enomem(void **state)
 	assert_int_equal(pool.nleaves, 4);
 	assert_int_equal(pool.ninners, 3);
 	assert_int_equal(alloc.bytes, 4 * sizeof(struct bpt_node) +
-				      3 * sizeof(struct bpt_inner));
+				      3 * sizeof(struct bpt_wide));
 	assert_int_equal(bpt_pool_reserve(&pool, 4, 3), 0);	/* no malloc */
 	bpt_pool_trim(&pool, 1);
 	assert_int_equal(pool.nleaves, 1);
@@ -824,7 +885,7 @@ static void test_clear_returns_nodes(void **state)
 	size_t k, held;
 
 	(void)state;
-	h_init(&h, true, 3000, 61);
+	h_init(&h, AUGMENTED, 3000, 61);
 	for (k = 0; k < 1000; k++)
 		h_insert(&h, random_key(&h));
 	bpt_pool_trim(&h.pool, 0);
@@ -833,7 +894,7 @@ static void test_clear_returns_nodes(void **state)
 	bpt_clear(&h.t, &h.pool);
 	assert_int_equal(h.alloc.bytes, held);
 	assert_int_equal(h.pool.nleaves * sizeof(struct bpt_node) +
-			 h.pool.ninners * sizeof(struct bpt_inner), held);
+			 h.pool.ninners * sizeof(struct bpt_wide), held);
 	assert_int_equal(h.t.count, 0);
 	assert_int_equal(h.t.depth, 0);
 	for (k = 0; k < h.nitems; k++)
@@ -851,7 +912,7 @@ static void test_empty_tree(void **state)
 	struct bpt_iter it;
 
 	(void)state;
-	h_init(&h, true, 4, 71);
+	h_init(&h, AUGMENTED, 4, 71);
 	assert_null(bpt_find_le(&h.t, 0));
 	assert_null(bpt_find_le(&h.t, UINT64_MAX));
 	assert_null(bpt_first(&h.t));
@@ -902,13 +963,13 @@ static void test_check_detects(void **state)
 {
 	struct harness h;
 	struct bpt_node *leaf;
-	struct bpt_inner *root;
+	struct bpt_wide *root;
 	void *v;
 
 	(void)state;
-	h_init(&h, true, 1000, 81);
+	h_init(&h, AUGMENTED, 1000, 81);
 	leaf = last_leaf(&h);
-	root = (struct bpt_inner *)h.t.root;
+	root = (struct bpt_wide *)h.t.root;
 	expect_broken(&h, &leaf->keys[1], leaf->keys[2] + 1, BPT_CHECK_ORDER);
 	expect_broken(&h, &leaf->keys[leaf->n], 3, BPT_CHECK_PAD);
 	expect_broken(&h, &leaf->keys[0], BPT_KEY_NONE, BPT_CHECK_CELL);
@@ -918,6 +979,9 @@ static void test_check_detects(void **state)
 		      BPT_CHECK_MAX_END);
 	expect_broken(&h, &root->node.ends[root->node.n], 1, BPT_CHECK_PAD);
 	expect_broken(&h, &leaf->ends[0], leaf->ends[0] + 1, BPT_CHECK_MAX_END);
+	leaf->wide = true;
+	assert_int_equal(bpt_check(&h.t), -BPT_CHECK_WIDE);
+	leaf->wide = false;
 	h.t.count++;
 	assert_int_equal(bpt_check(&h.t), -BPT_CHECK_COUNT);
 	h.t.count--;
@@ -931,6 +995,17 @@ static void test_check_detects(void **state)
 	leaf->n = 0;
 	assert_int_equal(bpt_check(&h.t), -BPT_CHECK_FILL);
 	h_fini(&h);	/* bpt_clear() does not read leaf cells */
+
+	h_init(&h, WIDE, 1000, 82);
+	leaf = last_leaf(&h);
+	expect_broken(&h, &((struct bpt_wide *)leaf)->aux[0],
+		      ((struct bpt_wide *)leaf)->aux[0] + 1, BPT_CHECK_AUX);
+	expect_broken(&h, &((struct bpt_wide *)leaf)->aux[leaf->n], 1,
+		      BPT_CHECK_PAD);
+	leaf->wide = false;
+	assert_int_equal(bpt_check(&h.t), -BPT_CHECK_WIDE);
+	leaf->wide = true;
+	h_fini(&h);
 }
 
 int main(void)
@@ -940,6 +1015,7 @@ int main(void)
 		cmocka_unit_test(test_random_plain),
 		cmocka_unit_test(test_random_plain_dups),
 		cmocka_unit_test(test_random_augmented),
+		cmocka_unit_test(test_random_wide),
 		cmocka_unit_test(test_random_augmented_sparse),
 		cmocka_unit_test(test_bulk_patterns),
 		cmocka_unit_test(test_one_key_many_values),
