@@ -299,6 +299,30 @@ static inline void *bpt_find_cover(const struct bpt *t, uint64_t key)
 	return nd->keys[i] <= key && key < nd->ends[i] ? nd->vals[i] : NULL;
 }
 
+/*
+ * bpt_find_cover() that also says where the entry is: its leaf and cell,
+ * for a cache of positions (the set-wide last-used cache).  *@leaf and
+ * *@pos are set only on a hit.
+ */
+static inline void *bpt_find_cover_at(const struct bpt *t, uint64_t key,
+				      const struct bpt_node **leaf,
+				      unsigned int *pos)
+{
+	const struct bpt_node *nd;
+	uint64_t k = bpt_key_clamp(key);
+	unsigned int i;
+
+	if (!t->root)
+		return NULL;
+	nd = bpt_leaf_for(t, k);
+	i = bpt_node_search(nd, k);
+	if (!(nd->keys[i] <= key && key < nd->ends[i]))
+		return NULL;
+	*leaf = nd;
+	*pos = i;
+	return nd->vals[i];
+}
+
 /* What a wide leaf holds of one entry. */
 struct bpt_hit {
 	void *val;

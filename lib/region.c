@@ -852,6 +852,7 @@ static struct memslot_set *build(struct batch *b,
 					    memory_order_relaxed));
 	bpt_pool_new_epoch(&b->vm->pool);
 	edit(b, next);
+	set_cache_settle(next);
 	return next;
 }
 

@@ -44,7 +44,7 @@ struct memslot_set *set_new_empty(struct mem_alloc *alloc, unsigned int as_id,
 	if (!s)
 		return NULL;
 	atomic_init(&s->generation, as_id);
-	atomic_init(&s->last_used, NULL);
+	atomic_init(&s->last_used, 0);
 	bpt_init(&s->gfn, gfn_end_of);
 	bpt_init(&s->hva, hva_end_of);
 	bpt_init(&s->ids, id_end_of);
@@ -72,8 +72,33 @@ void set_copy(struct memslot_set *dst, const struct memslot_set *src)
 	dst->page_shift = src->page_shift;
 	atomic_init(&dst->generation,
 		    atomic_load_explicit(&src->generation, memory_order_relaxed));
-	atomic_init(&dst->last_used,
-		    atomic_load_explicit(&src->last_used, memory_order_relaxed));
+	/* Positions are the source's: the copy's cache is settled after its
+	 * edits, from the slot. */
+	dst->cache_slot = set_cached_slot(src);
+	atomic_init(&dst->last_used, 0);
+}
+
+struct memslot_slot *set_cached_slot(const struct memslot_set *s)
+{
+	uintptr_t w = atomic_load_explicit(&s->last_used,
+					   memory_order_relaxed);
+	const struct bpt_node *leaf = (const struct bpt_node *)(w & ~(uintptr_t)15);
+
+	return w ? leaf->vals[w & 15] : NULL;
+}
+
+void set_cache_settle(struct memslot_set *s)
+{
+	struct memslot_slot *slot = s->cache_slot;
+	const struct bpt_node *leaf;
+	unsigned int pos;
+	uintptr_t w = 0;
+
+	if (slot && bpt_find_cover_at(&s->gfn, slot->base_gfn, &leaf, &pos) ==
+			    slot)
+		w = set_cache_word(leaf, pos);
+	atomic_store_explicit(&s->last_used, w, memory_order_relaxed);
+	s->cache_slot = NULL;
 }
 
 void set_clear(struct memslot_set *s, struct bpt_pool *pool)
@@ -86,9 +111,8 @@ void set_clear(struct memslot_set *s, struct bpt_pool *pool)
 static void retarget(struct memslot_set *s, struct memslot_slot *old,
 		     struct memslot_slot *successor)
 {
-	if (atomic_load_explicit(&s->last_used, memory_order_relaxed) == old)
-		atomic_store_explicit(&s->last_used, successor,
-				      memory_order_relaxed);
+	if (s->cache_slot == old)
+		s->cache_slot = successor;
 }
 
 void set_insert(struct memslot_set *s, struct bpt_pool *pool,

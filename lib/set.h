@@ -37,17 +37,65 @@ struct memslot_set {
 	struct bpt ids;		/* key: slot id; end: id + 1 */
 	unsigned int as_id;
 	unsigned int page_shift;	/* the VM's, for readers holding a view */
+	/* Writer only, while it edits an unpublished layout: the slot the
+	 * cache is to name once published (see set_cache_settle()). */
+	struct memslot_slot *cache_slot;
 	/*
-	 * The set-wide last-used cache, stored to by readers (never RMW).
+	 * The set-wide last-used cache, stored to by readers (never RMW): the
+	 * position of the last slot found in the gfn index, as a leaf address
+	 * with the cell index in its low 4 bits (set_cache_word()), or 0.  A
+	 * position, not a slot pointer: the check then reads the leaf the
+	 * last lookup walked, still in cache, where a slot pointer had it read
+	 * a slot object that no lookup touches (a miss of its own whenever
+	 * the cache misses).  A leaf of this layout lives as long as the
+	 * layout does.
 	 * Alone on its cache line: a store from one CPU must not evict the
 	 * generation and index roots every other reader needs (vCPU-cache
 	 * hits read the generation).  Padding, not _Alignas: the set lives
 	 * in memory from the allocator hook, which promises 16 bytes.
 	 */
 	char pad_before[SET_LINE];
-	struct memslot_slot *_Atomic last_used;
-	char pad_after[SET_LINE - sizeof(void *)];
+	_Atomic uintptr_t last_used;
+	char pad_after[SET_LINE - sizeof(uintptr_t)];
 };
+
+/* Nodes are 16-byte aligned (the allocator's promise): a cell index fits
+ * in the low bits of a leaf's address. */
+_Static_assert(BPT_FANOUT <= 16, "cell index must fit in 4 bits");
+
+static inline uintptr_t set_cache_word(const struct bpt_node *leaf,
+				       unsigned int pos)
+{
+	return (uintptr_t)leaf | pos;
+}
+
+/*
+ * The slot the set-wide cache names if it holds @gfn, else NULL.  Unsigned
+ * arithmetic: a gfn below the entry's key wraps and fails the compare.
+ */
+static inline struct memslot_slot *set_cache_hit(const struct memslot_set *s,
+						 uint64_t gfn)
+{
+	uintptr_t w = atomic_load_explicit(&s->last_used,
+					   memory_order_relaxed);
+	const struct bpt_node *leaf = (const struct bpt_node *)(w & ~(uintptr_t)15);
+	unsigned int i = (unsigned int)(w & 15);
+
+	if (!w || gfn - leaf->keys[i] >= leaf->ends[i] - leaf->keys[i])
+		return NULL;
+	return leaf->vals[i];
+}
+
+/* The slot the set-wide cache names, or NULL (writer and tests). */
+struct memslot_slot *set_cached_slot(const struct memslot_set *s);
+
+/*
+ * After the edits of a new layout, before it is published: point its
+ * cache at cache_slot (what set_copy() took from the source's cache,
+ * moved by the edits to a replaced slot's successor), found again in the
+ * new gfn index.
+ */
+void set_cache_settle(struct memslot_set *s);
 
 /* An empty layout for address space @as_id, or NULL. */
 struct memslot_set *set_new_empty(struct mem_alloc *alloc, unsigned int as_id,

@@ -47,10 +47,14 @@ __attribute__((noinline))
 static const struct memslot_slot *set_wide_miss(struct memslot_set *set,
 						uint64_t gfn)
 {
-	struct memslot_slot *slot = set_search(set, gfn);
+	const struct bpt_node *leaf;
+	unsigned int pos;
+	struct memslot_slot *slot = bpt_find_cover_at(&set->gfn, gfn, &leaf,
+						      &pos);
 
 	if (slot)
-		atomic_store_explicit(&set->last_used, slot,
+		atomic_store_explicit(&set->last_used,
+				      set_cache_word(leaf, pos),
 				      memory_order_relaxed);
 	return slot;
 }
@@ -59,13 +63,9 @@ const struct memslot_slot *memslot_view_gfn_to_slot(struct memslot_view *view,
 						    uint64_t gfn)
 {
 	struct memslot_set *set = set_of(view);
-	struct memslot_slot *slot;
+	struct memslot_slot *slot = set_cache_hit(set, gfn);
 
-	slot = atomic_load_explicit(&set->last_used, memory_order_relaxed);
-	/* Unsigned: a gfn below base_gfn wraps and fails the compare. */
-	if (slot && gfn - slot->base_gfn < slot->npages)
-		return slot;
-	return set_wide_miss(set, gfn);
+	return slot ? slot : set_wide_miss(set, gfn);
 }
 
 const struct memslot_slot *memslot_view_search(const struct memslot_view *view,

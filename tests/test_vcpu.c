@@ -316,7 +316,7 @@ static void test_invalid_phase(void **state)
 
 static const struct memslot_slot *last_used(struct fixture *f)
 {
-	return atomic_load(&vm_active(f->vm, 0)->last_used);
+	return set_cached_slot(vm_active(f->vm, 0));
 }
 
 static void test_set_cache_untouched(void **state)
