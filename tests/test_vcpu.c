@@ -346,6 +346,61 @@ static void test_set_cache_untouched(void **state)
 	fixture_fini(&f);
 }
 
+static const struct memslot_slot *set_wide(struct fixture *f, uint64_t gfn)
+{
+	const struct memslot_slot *s;
+
+	memslot_read_lock(f->vm);
+	s = memslot_gfn_to_slot(f->vm, 0, gfn);
+	memslot_read_unlock(f->vm);
+	return s;
+}
+
+/*
+ * The set-wide cache holds a position in the gfn index; a change makes new
+ * leaves, so the writer must find the cached slot's successor again in the
+ * new layout (or drop the cache when the slot is gone).
+ */
+static void test_set_cache_follows_changes(void **state)
+{
+	struct memslot_region r = tc_region_pages(
+		0, 1, MEMSLOT_MEM_LOG_DIRTY_PAGES, 0x100, 16, 0x100000);
+	struct fixture f;
+	const struct memslot_slot *a, *a2;
+	enum memslot_rule rule;
+
+	(void)state;
+	fixture_init(&f, 1, false);
+	assert_int_equal(set_slot(&f, 0, 1, 0x100, 16, 0x100000), 0);
+	assert_int_equal(set_slot(&f, 0, 2, 0x200, 16, 0x200000), 0);
+	a = set_wide(&f, 0x105);
+	assert_ptr_equal(last_used(&f), a);
+	/* A flags-only change replaces slot 1's object: the cache follows. */
+	assert_int_equal(memslot_set_region(f.vm, &r, &rule), 0);
+	a2 = last_used(&f);
+	assert_non_null(a2);
+	assert_ptr_not_equal(a2, a);
+	assert_int_equal(memslot_slot_id(a2), 1);
+	assert_int_equal(memslot_slot_flags(a2), MEMSLOT_MEM_LOG_DIRTY_PAGES);
+	/* Creates split the leaf the position was in, more than once. */
+	for (uint32_t id = 3; id < 80; id++)
+		assert_int_equal(set_slot(&f, 0, id, 0x1000 + id * 0x10, 1,
+					  0x400000 + id * 0x10000), 0);
+	for (uint32_t id = 80; id < 120; id++)
+		assert_int_equal(set_slot(&f, 0, id, id, 1,
+					  0x800000 + id * 0x10000), 0);
+	assert_ptr_equal(last_used(&f), a2);
+	assert_ptr_equal(set_wide(&f, 0x10f), a2);
+	assert_int_equal(memslot_slot_id(set_wide(&f, 0x205)), 2);
+	assert_int_equal(memslot_slot_id(last_used(&f)), 2);
+	/* Deleting the cached slot empties the cache. */
+	assert_int_equal(set_slot(&f, 0, 2, 0x200, 0, 0x200000), 0);
+	assert_null(last_used(&f));
+	assert_null(set_wide(&f, 0x205));
+	assert_ptr_equal(set_wide(&f, 0x100), a2);
+	fixture_fini(&f);
+}
+
 static void test_create_destroy_args(void **state)
 {
 	struct fixture f;
@@ -375,6 +430,7 @@ int main(void)
 		cmocka_unit_test(test_address_space_no_leak),
 		cmocka_unit_test(test_invalid_phase),
 		cmocka_unit_test(test_set_cache_untouched),
+		cmocka_unit_test(test_set_cache_follows_changes),
 		cmocka_unit_test(test_create_destroy_args),
 	};
 
