@@ -14,6 +14,7 @@
 #   the per-vCPU cache hit (memslot_vcpu_gfn_to_slot)
 #   random lookups through the set-wide cache (memslot_gfn_to_slot)
 #   random lookups of the index alone (memslot_search)
+#   translations of every page in gfn order (memslot_gfn_to_hva)
 #   a 4-byte guest read through a warm vCPU cache (memslot_vcpu_view_read)
 #   marking one page dirty via a warm vCPU cache
 #   (memslot_vcpu_mark_page_dirty: the hit plus one atomic OR)
@@ -53,6 +54,7 @@ printf '%-44s %8s %8s\n' "path (instructions per lookup)" 509 32764
 for spec in "vcpu:memslot_vcpu_gfn_to_slot:per-vCPU cache hit" \
 	    "random:memslot_gfn_to_slot:random gfn, set-wide cache" \
 	    "search:memslot_search:random gfn, index only" \
+	    "map:memslot_gfn_to_hva:gfn -> hva, pages in order" \
 	    "read4:memslot_vcpu_view_read:4-byte read, warm vCPU cache" \
 	    "mark:memslot_vcpu_mark_page_dirty:mark dirty, warm vCPU cache"; do
 	IFS=: read -r mode fn label <<<"$spec"

@@ -10,6 +10,9 @@
  * MODE random: COUNT set-wide lookups (memslot_gfn_to_slot) of uniformly
  *              random gfns over SLOTS slots of 512 pages
  * MODE search: the same gfns through memslot_search (index only)
+ * MODE map:    COUNT translations (memslot_gfn_to_hva) of every page of
+ *              the slots in gfn order, as bench's map test: the set-wide
+ *              cache hits but for the first page of each slot
  * MODE read4:  COUNT 4-byte guest reads through a warm vCPU cache
  *              (memslot_vcpu_view_read), inside slot 0, which is given
  *              real backing for the purpose
@@ -70,6 +73,22 @@ run_random(struct memslot_vm *vm, const uint64_t *gfn, const uint32_t *id,
 			: memslot_gfn_to_slot(vm, 0, gfn[i]);
 
 		bad += !s || memslot_slot_id(s) != id[i];
+	}
+	return bad;
+}
+
+static __attribute__((noinline)) size_t
+run_map(struct memslot_vm *vm, uint32_t nslots, size_t n)
+{
+	size_t bad = 0;
+	uint64_t hva;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t slot = i / SLOT_PAGES % nslots, page = i % SLOT_PAGES;
+		uint64_t gfn = slot * STRIDE_PAGES + page;
+
+		bad += memslot_gfn_to_hva(vm, 0, gfn, false, &hva) ||
+		       hva != (1ull << 32) + gfn * PAGE;
 	}
 	return bad;
 }
@@ -206,7 +225,7 @@ int main(int argc, char **argv)
 
 	if (argc != 4) {
 		fprintf(stderr,
-			"usage: %s vcpu|random|search|read4|mark SLOTS COUNT\n",
+			"usage: %s vcpu|random|search|map|read4|mark SLOTS COUNT\n",
 			argv[0]);
 		return 2;
 	}
@@ -227,6 +246,8 @@ int main(int argc, char **argv)
 		bad = do_vcpu(vm, n);
 	else if (!strcmp(argv[1], "mark"))
 		bad = do_mark(vm, n);
+	else if (!strcmp(argv[1], "map"))
+		bad = run_map(vm, nslots, n);
 	else
 		bad = do_random(vm, nslots, n, !strcmp(argv[1], "search"));
 	memslot_read_unlock(vm);

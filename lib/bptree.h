@@ -209,27 +209,26 @@ void bpt_replace(struct bpt *t, struct bpt_pool *pool, uint64_t key,
 		 void *old, void *new_val);
 
 /*
- * The last cell i of @nd with keys[i] <= @key, or 0 if there is none.  A
- * fixed binary search over all 16 cells with flag additions instead of
- * branches; pads (BPT_KEY_NONE) are never <= a clamped key, so the count
- * of used cells is not needed.  Inline: it is the readers' hot path.
+ * The last cell i of @nd with keys[i] <= @key, or 0 if there is none:
+ * keys are sorted, so i is the number of keys[1..15] that are <= @key.
+ * Counted in two rounds of three independent compares (which quarter,
+ * then where in it) rather than a 4-step binary search: each step of
+ * that waited for the previous step's load, and a lookup is a chain of
+ * such searches, one per level.  Pads (BPT_KEY_NONE) are never <= a
+ * clamped key, so the count of used cells is not needed.  Flag additions,
+ * not branches: a random lookup would mispredict them.  Inline: it is the
+ * readers' hot path.
  */
 static inline unsigned int bpt_node_search(const struct bpt_node *nd,
 					   uint64_t key)
 {
 	const uint64_t *k = nd->keys;
-	unsigned int i = 0;
+	unsigned int q = (unsigned int)(k[4] <= key) + (k[8] <= key) +
+			 (k[12] <= key);
 
-	/*
-	 * Arithmetic on the comparison results, not conditional moves: gcc
-	 * turned one of "i = k[..] <= key ? i + 2 : i" into a jump, which a
-	 * random lookup mispredicts half the time on every level.
-	 */
-	i += (unsigned int)(k[i + 8] <= key) << 3;
-	i += (unsigned int)(k[i + 4] <= key) << 2;
-	i += (unsigned int)(k[i + 2] <= key) << 1;
-	i += k[i + 1] <= key;
-	return i;
+	k += 4 * q;
+	return 4 * q + (unsigned int)(k[1] <= key) + (k[2] <= key) +
+	       (k[3] <= key);
 }
 
 /* Keys in a tree are below BPT_KEY_NONE, so a search for it equals one for

@@ -70,20 +70,34 @@ static inline uintptr_t set_cache_word(const struct bpt_node *leaf,
 }
 
 /*
- * The slot the set-wide cache names if it holds @gfn, else NULL.  Unsigned
- * arithmetic: a gfn below the entry's key wraps and fails the compare.
+ * Whether the set-wide cache names a cell holding @gfn; if so *@leaf and
+ * *@pos say which.  Unsigned arithmetic: a gfn below the cell's key wraps
+ * and fails the compare.
  */
-static inline struct memslot_slot *set_cache_hit(const struct memslot_set *s,
-						 uint64_t gfn)
+static inline bool set_cache_pos(const struct memslot_set *s, uint64_t gfn,
+				 const struct bpt_node **leaf,
+				 unsigned int *pos)
 {
 	uintptr_t w = atomic_load_explicit(&s->last_used,
 					   memory_order_relaxed);
-	const struct bpt_node *leaf = (const struct bpt_node *)(w & ~(uintptr_t)15);
+	const struct bpt_node *nd = (const struct bpt_node *)(w & ~(uintptr_t)15);
 	unsigned int i = (unsigned int)(w & 15);
 
-	if (!w || gfn - leaf->keys[i] >= leaf->ends[i] - leaf->keys[i])
-		return NULL;
-	return leaf->vals[i];
+	if (!w || gfn - nd->keys[i] >= nd->ends[i] - nd->keys[i])
+		return false;
+	*leaf = nd;
+	*pos = i;
+	return true;
+}
+
+/* The slot the set-wide cache names if it holds @gfn, else NULL. */
+static inline struct memslot_slot *set_cache_hit(const struct memslot_set *s,
+						 uint64_t gfn)
+{
+	const struct bpt_node *leaf;
+	unsigned int pos;
+
+	return set_cache_pos(s, gfn, &leaf, &pos) ? leaf->vals[pos] : NULL;
 }
 
 /* The slot the set-wide cache names, or NULL (writer and tests). */

@@ -101,11 +101,54 @@ int memslot_slot_gfn_to_hva(const struct memslot_slot *slot, uint64_t gfn,
 	return 0;
 }
 
+/*
+ * memslot_slot_gfn_to_hva() from the gfn index's cell (@leaf, @pos), which
+ * holds @gfn: base, end and the aux word (hva and the INVALID and READONLY
+ * bits) are all there, so the slot object is not read.
+ */
+static inline int cell_to_hva(const struct memslot_set *set,
+			      const struct bpt_node *leaf, unsigned int pos,
+			      uint64_t gfn, bool write, uint64_t *hva)
+{
+	uint64_t aux = ((const struct bpt_wide *)leaf)->aux[pos];
+	uint64_t bad = SET_AUX_INVALID | (write ? SET_AUX_READONLY : 0);
+	uint64_t base = leaf->keys[pos];
+	uint64_t off;
+
+	if (aux & bad)
+		return aux & SET_AUX_INVALID ? -EFAULT : -EROFS;
+	/* The offset is guest-controlled: clamp it before it forms an
+	 * address. */
+	off = memslot_array_index_nospec(gfn - base, leaf->ends[pos] - base);
+	*hva = (aux & ~SET_AUX_FLAGS) + (off << set->page_shift);
+	return 0;
+}
+
+/* Out of line, so that a cache hit needs no stack frame. */
+__attribute__((noinline))
+static int hva_miss(struct memslot_set *set, uint64_t gfn, bool write,
+		    uint64_t *hva)
+{
+	const struct bpt_node *leaf;
+	unsigned int pos;
+
+	if (!bpt_find_cover_at(&set->gfn, gfn, &leaf, &pos))
+		return -ENOENT;
+	atomic_store_explicit(&set->last_used, set_cache_word(leaf, pos),
+			      memory_order_relaxed);
+	return cell_to_hva(set, leaf, pos, gfn, write, hva);
+}
+
 int memslot_view_gfn_to_hva(struct memslot_view *view, uint64_t gfn,
 			    bool write, uint64_t *hva)
 {
-	return memslot_slot_gfn_to_hva(memslot_view_gfn_to_slot(view, gfn),
-				       gfn, write, hva);
+	struct memslot_set *set = set_of(view);
+	const struct bpt_node *leaf;
+	unsigned int pos;
+
+	if (!set_cache_pos(set, gfn, &leaf, &pos))
+		return hva_miss(set, gfn, write, hva);
+	return cell_to_hva(set, leaf, pos, gfn, write, hva);
 }
 
 /* ---- VM-level wrappers: pin the active layout for one call --------- */
@@ -139,6 +182,7 @@ const struct memslot_slot *memslot_id_to_slot(struct memslot_vm *vm,
 int memslot_gfn_to_hva(struct memslot_vm *vm, unsigned int as_id,
 		       uint64_t gfn, bool write, uint64_t *hva)
 {
-	return memslot_slot_gfn_to_hva(memslot_gfn_to_slot(vm, as_id, gfn),
-				       gfn, write, hva);
+	if (as_id >= vm->nr_as)
+		return -ENOENT;
+	return memslot_view_gfn_to_hva(view_of(vm, as_id), gfn, write, hva);
 }
