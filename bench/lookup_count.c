@@ -13,6 +13,9 @@
  * MODE map:    COUNT translations (memslot_gfn_to_hva) of every page of
  *              the slots in gfn order, as bench's map test: the set-wide
  *              cache hits but for the first page of each slot
+ * MODE unmap:  COUNT hva-range walks (memslot_hva_iter_init/next) of
+ *              4 KiB each, sweeping the slots' hva area, as bench's unmap
+ *              test; checked against the pages each must find
  * MODE read4:  COUNT 4-byte guest reads through a warm vCPU cache
  *              (memslot_vcpu_view_read), inside slot 0, which is given
  *              real backing for the purpose
@@ -89,6 +92,26 @@ run_map(struct memslot_vm *vm, uint32_t nslots, size_t n)
 
 		bad += memslot_gfn_to_hva(vm, 0, gfn, false, &hva) ||
 		       hva != (1ull << 32) + gfn * PAGE;
+	}
+	return bad;
+}
+
+static __attribute__((noinline)) size_t
+run_unmap(struct memslot_vm *vm, uint32_t nslots, size_t n)
+{
+	uint64_t area = (uint64_t)nslots * STRIDE_PAGES;
+	size_t bad = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t page = i % area, pages = 0;
+		uint64_t start = (1ull << 32) + page * PAGE;
+		struct memslot_hva_iter it;
+		struct memslot_hva_hit hit;
+
+		memslot_hva_iter_init(&it, vm, start, start + PAGE);
+		while (memslot_hva_iter_next(&it, &hit))
+			pages += hit.gfn_end - hit.gfn_start;
+		bad += pages != (page % STRIDE_PAGES < SLOT_PAGES);
 	}
 	return bad;
 }
@@ -225,7 +248,8 @@ int main(int argc, char **argv)
 
 	if (argc != 4) {
 		fprintf(stderr,
-			"usage: %s vcpu|random|search|map|read4|mark SLOTS COUNT\n",
+			"usage: %s vcpu|random|search|map|unmap|read4|mark SLOTS\n"
+			"       COUNT\n",
 			argv[0]);
 		return 2;
 	}
@@ -248,6 +272,8 @@ int main(int argc, char **argv)
 		bad = do_mark(vm, n);
 	else if (!strcmp(argv[1], "map"))
 		bad = run_map(vm, nslots, n);
+	else if (!strcmp(argv[1], "unmap"))
+		bad = run_unmap(vm, nslots, n);
 	else
 		bad = do_random(vm, nslots, n, !strcmp(argv[1], "search"));
 	memslot_read_unlock(vm);

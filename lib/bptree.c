@@ -1051,34 +1051,61 @@ static void overlap_pop(struct bpt_iter *it)
 		it->pos[it->depth - 1]++;
 }
 
-/* Look at cell @i of @nd, the stack top: a hit, or NULL after a step. */
-static void *overlap_visit(struct bpt_iter *it, const struct bpt_node *nd,
-			   unsigned int i, uint64_t start)
+/* Cell @i of inner node @nd, the stack top: descend into its child if its
+ * subtree's max end passes @start, else step over it. */
+static void overlap_visit(struct bpt_iter *it, const struct bpt_node *nd,
+			  unsigned int i, uint64_t start)
 {
 	int l = it->depth - 1;
 
-	if (nd->leaf) {
-		it->pos[l]++;
-		return nd->ends[i] > start ? nd->vals[i] : NULL;
-	}
 	if (nd->ends[i] <= start) {
 		it->pos[l]++;
-		return NULL;
+		return;
 	}
 	it->node[l + 1] = nd->vals[i];
 	it->pos[l + 1] = 0;
 	it->depth++;
+}
+
+/*
+ * Scan leaf @nd, the stack top, from its current cell in one tight loop
+ * (no stack bookkeeping per cell: with few slots the walk is all leaf
+ * cells).  Return: the next hit; else NULL with *@done set when a key at
+ * or past @end ended the whole walk.
+ */
+static void *overlap_leaf(struct bpt_iter *it, const struct bpt_node *nd,
+			  uint64_t start, uint64_t end, bool *done)
+{
+	unsigned int i = it->pos[it->depth - 1];
+
+	for (; i < nd->n && nd->keys[i] < end; i++) {
+		if (nd->ends[i] > start) {
+			it->pos[it->depth - 1] = (uint8_t)(i + 1);
+			return nd->vals[i];
+		}
+	}
+	*done = i < nd->n;
 	return NULL;
 }
 
 void *bpt_overlap_next(struct bpt_iter *it, uint64_t start, uint64_t end)
 {
 	const struct bpt_node *nd;
+	bool done = false;
 	unsigned int i;
 	void *hit;
 
 	while (it->depth > 0) {
 		nd = it->node[it->depth - 1];
+		if (nd->leaf) {
+			hit = overlap_leaf(it, nd, start, end, &done);
+			if (hit)
+				return hit;
+			if (done)
+				break;
+			overlap_pop(it);
+			continue;
+		}
 		i = it->pos[it->depth - 1];
 		if (i >= nd->n) {
 			overlap_pop(it);
@@ -1087,9 +1114,7 @@ void *bpt_overlap_next(struct bpt_iter *it, uint64_t start, uint64_t end)
 		/* Every later entry starts at or after this key. */
 		if (nd->keys[i] >= end)
 			break;
-		hit = overlap_visit(it, nd, i, start);
-		if (hit)
-			return hit;
+		overlap_visit(it, nd, i, start);
 	}
 	it->depth = 0;
 	return NULL;
