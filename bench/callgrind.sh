@@ -15,6 +15,7 @@
 #   random lookups through the set-wide cache (memslot_gfn_to_slot)
 #   random lookups of the index alone (memslot_search)
 #   translations of every page in gfn order (memslot_gfn_to_hva)
+#   4 KiB hva-range walks (memslot_hva_iter_init and _next), per walk
 #   a 4-byte guest read through a warm vCPU cache (memslot_vcpu_view_read)
 #   marking one page dirty via a warm vCPU cache
 #   (memslot_vcpu_mark_page_dirty: the hit plus one atomic OR)
@@ -42,8 +43,14 @@ trap 'rm -rf "$tmp"' EXIT
 ir() {
 	local out=$tmp/$1-$2.out
 
+	local toggles=() fn
+
+	# FUNCTION may name several, joined by '+'.
+	for fn in ${3//+/ }; do
+		toggles+=(--toggle-collect="$fn")
+	done
 	valgrind --tool=callgrind --callgrind-out-file="$out" \
-		--toggle-collect="$3" "$driver" "$1" "$2" "$count" \
+		"${toggles[@]}" "$driver" "$1" "$2" "$count" \
 		>"$tmp/log" 2>&1 || { cat "$tmp/log"; exit 1; }
 	awk -v n="$count" '/^(summary|totals):/ { t = $2 }
 		END { printf "%.1f", t / n }' "$out"
@@ -55,6 +62,7 @@ for spec in "vcpu:memslot_vcpu_gfn_to_slot:per-vCPU cache hit" \
 	    "random:memslot_gfn_to_slot:random gfn, set-wide cache" \
 	    "search:memslot_search:random gfn, index only" \
 	    "map:memslot_gfn_to_hva:gfn -> hva, pages in order" \
+	    "unmap:memslot_hva_iter_init+memslot_hva_iter_next:4 KiB hva walk" \
 	    "read4:memslot_vcpu_view_read:4-byte read, warm vCPU cache" \
 	    "mark:memslot_vcpu_mark_page_dirty:mark dirty, warm vCPU cache"; do
 	IFS=: read -r mode fn label <<<"$spec"
