@@ -281,45 +281,57 @@ static inline void *bpt_find_le(const struct bpt *t, uint64_t key)
 }
 
 /*
- * In an augmented tree, the value of the entry whose interval holds @key
- * (the last entry with key <= @key, if @key is below its end), or NULL.
- * Reads only nodes: the hit or miss is decided by the leaf's end.
+ * In an augmented tree, the leaf and cell of the entry whose interval
+ * holds @key (the last entry with key <= @key, if @key is below its end):
+ * true and *@leaf, *@pos set, or false.  Reads only nodes: the hit or miss
+ * is decided by the leaf's end.  With @aux (a constant at every call: the
+ * test folds away), the leaf's aux words are fetched while its keys are
+ * searched.
  */
-static inline void *bpt_find_cover(const struct bpt *t, uint64_t key)
+static inline bool bpt_cover_cell(const struct bpt *t, uint64_t key,
+				  bool aux, const struct bpt_node **leaf,
+				  unsigned int *pos)
 {
 	const struct bpt_node *nd;
 	uint64_t k = bpt_key_clamp(key);
 	unsigned int i;
 
 	if (!t->root)
-		return NULL;
+		return false;
 	nd = bpt_leaf_for(t, k);
+	if (aux) {
+		bpt_prefetch(&((const struct bpt_wide *)nd)->aux[0]);
+		__builtin_prefetch(
+			&((const struct bpt_wide *)nd)->aux[BPT_FANOUT - 1]);
+	}
 	i = bpt_node_search(nd, k);
-	return nd->keys[i] <= key && key < nd->ends[i] ? nd->vals[i] : NULL;
+	if (!(nd->keys[i] <= key && key < nd->ends[i]))
+		return false;
+	*leaf = nd;
+	*pos = i;
+	return true;
+}
+
+/* The value of the entry whose interval holds @key, or NULL. */
+static inline void *bpt_find_cover(const struct bpt *t, uint64_t key)
+{
+	const struct bpt_node *nd;
+	unsigned int i;
+
+	return bpt_cover_cell(t, key, false, &nd, &i) ? nd->vals[i] : NULL;
 }
 
 /*
- * bpt_find_cover() that also says where the entry is: its leaf and cell,
- * for a cache of positions (the set-wide last-used cache).  *@leaf and
- * *@pos are set only on a hit.
+ * bpt_find_cover() that also says where the entry is, for a cache of
+ * positions (the set-wide last-used cache).  *@leaf and *@pos are set
+ * only on a hit.
  */
 static inline void *bpt_find_cover_at(const struct bpt *t, uint64_t key,
 				      const struct bpt_node **leaf,
 				      unsigned int *pos)
 {
-	const struct bpt_node *nd;
-	uint64_t k = bpt_key_clamp(key);
-	unsigned int i;
-
-	if (!t->root)
-		return NULL;
-	nd = bpt_leaf_for(t, k);
-	i = bpt_node_search(nd, k);
-	if (!(nd->keys[i] <= key && key < nd->ends[i]))
-		return NULL;
-	*leaf = nd;
-	*pos = i;
-	return nd->vals[i];
+	return bpt_cover_cell(t, key, false, leaf, pos) ? (*leaf)->vals[*pos]
+							 : NULL;
 }
 
 /* What a wide leaf holds of one entry. */
@@ -333,23 +345,16 @@ struct bpt_hit {
 /*
  * bpt_find_cover() for a tree with aux: fills @h and returns true if an
  * entry's interval holds @key; false (and @h untouched) if none does.
- * Reads only nodes: the caller gets the entry's key, end and aux word
- * without a load from the value, one cache miss less on a cold lookup.
+ * The caller gets the entry's key, end and aux word without a load from
+ * the value, one cache miss less on a cold lookup.
  */
 static inline bool bpt_find_cover_hit(const struct bpt *t, uint64_t key,
 				      struct bpt_hit *h)
 {
 	const struct bpt_node *nd;
-	uint64_t k = bpt_key_clamp(key);
 	unsigned int i;
 
-	if (!t->root)
-		return false;
-	nd = bpt_leaf_for(t, k);
-	bpt_prefetch(&((const struct bpt_wide *)nd)->aux[0]);
-	__builtin_prefetch(&((const struct bpt_wide *)nd)->aux[BPT_FANOUT - 1]);
-	i = bpt_node_search(nd, k);
-	if (!(nd->keys[i] <= key && key < nd->ends[i]))
+	if (!bpt_cover_cell(t, key, true, &nd, &i))
 		return false;
 	h->val = nd->vals[i];
 	h->key = nd->keys[i];
