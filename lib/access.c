@@ -114,18 +114,18 @@ static int walk_piece(const struct walk *w, uint64_t gpa, uint64_t left,
 {
 	uint64_t gfn = gpa >> w->shift;
 	uint64_t in_page = gpa & ((1ull << w->shift) - 1);
-	uint64_t room, off;
+	uint64_t room;
 	struct xlate x;
+	int err;
 
-	if (!walk_find(w, gfn, &x) || (x.aux & SET_AUX_INVALID))
+	if (!walk_find(w, gfn, &x))
 		return -EFAULT;
-	if (w->op != WALK_READ && (x.aux & SET_AUX_READONLY))
-		return -EROFS;
-	/* The offset is guest-controlled: clamp it before it forms an
-	 * address, as memslot_slot_gfn_to_hva() does. */
-	off = memslot_array_index_nospec(gfn - x.base, x.end - x.base);
+	err = set_aux_to_hva(x.base, x.end, x.aux, gfn, w->shift,
+			     w->op != WALK_READ, &p->hva);
+	if (err)
+		return err;
 	p->slot = x.slot;
-	p->hva = (x.aux & ~SET_AUX_FLAGS) + (off << w->shift) + in_page;
+	p->hva += in_page;
 	/* Bytes from @gpa to the slot's end; a slot's size fits in u64. */
 	room = ((x.end - gfn) << w->shift) - in_page;
 	p->len = left < room ? left : room;

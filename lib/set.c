@@ -82,9 +82,8 @@ struct memslot_slot *set_cached_slot(const struct memslot_set *s)
 {
 	uintptr_t w = atomic_load_explicit(&s->last_used,
 					   memory_order_relaxed);
-	const struct bpt_node *leaf = (const struct bpt_node *)(w & ~(uintptr_t)15);
 
-	return w ? leaf->vals[w & 15] : NULL;
+	return w ? set_cache_leaf(w)->vals[set_cache_cell(w)] : NULL;
 }
 
 void set_cache_settle(struct memslot_set *s)

@@ -18,7 +18,10 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <errno.h>
 #include <stdint.h>
+
+#include <memslot/nospec.h>
 
 #include "alloc.h"
 #include "bptree.h"
@@ -69,6 +72,17 @@ static inline uintptr_t set_cache_word(const struct bpt_node *leaf,
 	return (uintptr_t)leaf | pos;
 }
 
+/* The leaf and cell of cache word @w (not 0). */
+static inline const struct bpt_node *set_cache_leaf(uintptr_t w)
+{
+	return (const struct bpt_node *)(w & ~(uintptr_t)15);
+}
+
+static inline unsigned int set_cache_cell(uintptr_t w)
+{
+	return (unsigned int)(w & 15);
+}
+
 /*
  * Whether the set-wide cache names a cell holding @gfn; if so *@leaf and
  * *@pos say which.  Unsigned arithmetic: a gfn below the cell's key wraps
@@ -80,13 +94,26 @@ static inline bool set_cache_pos(const struct memslot_set *s, uint64_t gfn,
 {
 	uintptr_t w = atomic_load_explicit(&s->last_used,
 					   memory_order_relaxed);
-	const struct bpt_node *nd = (const struct bpt_node *)(w & ~(uintptr_t)15);
-	unsigned int i = (unsigned int)(w & 15);
+	const struct bpt_node *nd = set_cache_leaf(w);
+	unsigned int i = set_cache_cell(w);
 
 	if (!w || gfn - nd->keys[i] >= nd->ends[i] - nd->keys[i])
 		return false;
 	*leaf = nd;
 	*pos = i;
+	return true;
+}
+
+/* Search the gfn index for @gfn and, on a hit, make the set-wide cache
+ * name the cell found.  Return: whether a slot holds @gfn. */
+static inline bool set_search_cached(struct memslot_set *s, uint64_t gfn,
+				     const struct bpt_node **leaf,
+				     unsigned int *pos)
+{
+	if (!bpt_find_cover_at(&s->gfn, gfn, leaf, pos))
+		return false;
+	atomic_store_explicit(&s->last_used, set_cache_word(*leaf, *pos),
+			      memory_order_relaxed);
 	return true;
 }
 
@@ -199,6 +226,27 @@ static inline uint64_t set_slot_aux(const struct memslot_slot *slot)
 	return slot->hva |
 	       (slot->flags & MEMSLOT_INVALID ? SET_AUX_INVALID : 0) |
 	       (slot->flags & MEMSLOT_MEM_READONLY ? SET_AUX_READONLY : 0);
+}
+
+/*
+ * memslot_slot_gfn_to_hva()'s verdicts from what the gfn index's leaf
+ * holds of the slot containing @gfn (@base, @end, @aux): -EFAULT for an
+ * INVALID slot, -EROFS for a write to a READONLY one, else 0 and *@hva.
+ * The page offset is guest-controlled: it is clamped before it forms an
+ * address.
+ */
+static inline int set_aux_to_hva(uint64_t base, uint64_t end, uint64_t aux,
+				 uint64_t gfn, unsigned int shift, bool write,
+				 uint64_t *hva)
+{
+	uint64_t bad = SET_AUX_INVALID | (write ? SET_AUX_READONLY : 0);
+	uint64_t off;
+
+	if (aux & bad)
+		return aux & SET_AUX_INVALID ? -EFAULT : -EROFS;
+	off = memslot_array_index_nospec(gfn - base, end - base);
+	*hva = (aux & ~SET_AUX_FLAGS) + (off << shift);
+	return 0;
 }
 
 /* The slot containing @gfn as the gfn index's leaf holds it (slot, base

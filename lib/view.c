@@ -49,14 +49,9 @@ static const struct memslot_slot *set_wide_miss(struct memslot_set *set,
 {
 	const struct bpt_node *leaf;
 	unsigned int pos;
-	struct memslot_slot *slot = bpt_find_cover_at(&set->gfn, gfn, &leaf,
-						      &pos);
 
-	if (slot)
-		atomic_store_explicit(&set->last_used,
-				      set_cache_word(leaf, pos),
-				      memory_order_relaxed);
-	return slot;
+	return set_search_cached(set, gfn, &leaf, &pos) ? leaf->vals[pos]
+							 : NULL;
 }
 
 const struct memslot_slot *memslot_view_gfn_to_slot(struct memslot_view *view,
@@ -68,13 +63,20 @@ const struct memslot_slot *memslot_view_gfn_to_slot(struct memslot_view *view,
 	return slot ? slot : set_wide_miss(set, gfn);
 }
 
-const struct memslot_slot *memslot_view_search(const struct memslot_view *view,
-					       uint64_t gfn, bool approx)
+/* Inline in both entry points: a tail call between them costs the
+ * VM-level one a jump and its argument moves. */
+static inline const struct memslot_slot *
+view_search(const struct memslot_set *set, uint64_t gfn, bool approx)
 {
-	const struct memslot_set *set = cset_of(view);
 	struct memslot_slot *slot = set_search(set, gfn);
 
 	return slot || !approx ? slot : set_search_approx(set, gfn);
+}
+
+const struct memslot_slot *memslot_view_search(const struct memslot_view *view,
+					       uint64_t gfn, bool approx)
+{
+	return view_search(cset_of(view), gfn, approx);
 }
 
 const struct memslot_slot *
@@ -101,27 +103,15 @@ int memslot_slot_gfn_to_hva(const struct memslot_slot *slot, uint64_t gfn,
 	return 0;
 }
 
-/*
- * memslot_slot_gfn_to_hva() from the gfn index's cell (@leaf, @pos), which
- * holds @gfn: base, end and the aux word (hva and the INVALID and READONLY
- * bits) are all there, so the slot object is not read.
- */
+/* memslot_slot_gfn_to_hva() from the gfn index's cell (@leaf, @pos),
+ * which holds @gfn: the slot object is not read. */
 static inline int cell_to_hva(const struct memslot_set *set,
 			      const struct bpt_node *leaf, unsigned int pos,
 			      uint64_t gfn, bool write, uint64_t *hva)
 {
-	uint64_t aux = ((const struct bpt_wide *)leaf)->aux[pos];
-	uint64_t bad = SET_AUX_INVALID | (write ? SET_AUX_READONLY : 0);
-	uint64_t base = leaf->keys[pos];
-	uint64_t off;
-
-	if (aux & bad)
-		return aux & SET_AUX_INVALID ? -EFAULT : -EROFS;
-	/* The offset is guest-controlled: clamp it before it forms an
-	 * address. */
-	off = memslot_array_index_nospec(gfn - base, leaf->ends[pos] - base);
-	*hva = (aux & ~SET_AUX_FLAGS) + (off << set->page_shift);
-	return 0;
+	return set_aux_to_hva(leaf->keys[pos], leaf->ends[pos],
+			      ((const struct bpt_wide *)leaf)->aux[pos], gfn,
+			      set->page_shift, write, hva);
 }
 
 /* Out of line, so that a cache hit needs no stack frame. */
@@ -132,10 +122,8 @@ static int hva_miss(struct memslot_set *set, uint64_t gfn, bool write,
 	const struct bpt_node *leaf;
 	unsigned int pos;
 
-	if (!bpt_find_cover_at(&set->gfn, gfn, &leaf, &pos))
+	if (!set_search_cached(set, gfn, &leaf, &pos))
 		return -ENOENT;
-	atomic_store_explicit(&set->last_used, set_cache_word(leaf, pos),
-			      memory_order_relaxed);
 	return cell_to_hva(set, leaf, pos, gfn, write, hva);
 }
 
@@ -168,7 +156,7 @@ const struct memslot_slot *memslot_search(struct memslot_vm *vm,
 {
 	if (!vm || as_id >= vm->nr_as)
 		return NULL;
-	return memslot_view_search(view_of(vm, as_id), gfn, approx);
+	return view_search(cset_of(view_of(vm, as_id)), gfn, approx);
 }
 
 const struct memslot_slot *memslot_id_to_slot(struct memslot_vm *vm,
