@@ -16,8 +16,8 @@
  * bounds, is added afterwards.
  *
  * Nothing here allocates, locks or stores to shared memory (beyond the
- * guest memory itself): a view walk does not use the set-wide last-used
- * cache, whose hit would read the cached slot object.
+ * guest memory itself): a view walk does one index search per slot-sized
+ * piece and has no use for the set-wide last-used cache.
  */
 #include <errno.h>
 #include <string.h>
