@@ -99,8 +99,9 @@ static bool walk_find(const struct walk *w, uint64_t gfn, struct xlate *x)
 	slot = memslot_vcpu_view_gfn_to_slot(w->vcpu, w->cview, gfn);
 	if (!slot)
 		return false;
-	*x = (struct xlate){ slot, slot->base_gfn, slot_end_gfn(slot),
-			     set_slot_aux(slot) };
+	/* The entry now holds the slot found, as the index's cell did. */
+	*x = (struct xlate){ slot, w->vcpu->base,
+			     w->vcpu->base + w->vcpu->npages, w->vcpu->aux };
 	return true;
 }
 
@@ -322,26 +323,11 @@ int memslot_guest_write(struct memslot_vm *vm, unsigned int as_id,
 
 /* ---- through a vCPU cache ------------------------------------------- */
 
-int memslot_vcpu_gfn_to_hva(struct memslot_vcpu *vcpu, unsigned int as_id,
-			    uint64_t gfn, bool write, uint64_t *hva)
-{
-	return memslot_slot_gfn_to_hva(
-		memslot_vcpu_gfn_to_slot(vcpu, as_id, gfn), gfn, write, hva);
-}
-
-int memslot_vcpu_view_gfn_to_hva(struct memslot_vcpu *vcpu,
-				 const struct memslot_view *view,
-				 uint64_t gfn, bool write, uint64_t *hva)
-{
-	return memslot_slot_gfn_to_hva(
-		memslot_vcpu_view_gfn_to_slot(vcpu, view, gfn), gfn, write,
-		hva);
-}
-
 /*
  * The short path of a vCPU access: all @len bytes in one page of one
- * usable slot.  The translation is memslot_slot_gfn_to_hva()'s, inline:
- * this path is a guest's every small access.  Return: the slot, with
+ * usable slot.  The translation is memslot_slot_gfn_to_hva()'s, inline
+ * and from the vCPU cache's entry alone (vcpu_entry_to_hva()): this path
+ * is a guest's every small access.  Return: the slot, with
  * *@hva the host address of @gpa; or NULL when the access needs the walk
  * (which also makes every check and reports every error).
  */
@@ -353,21 +339,18 @@ vcpu_one_page(struct memslot_vcpu *vcpu, const struct memslot_view *view,
 	uint64_t in_page = gpa & ((1ull << shift) - 1);
 	uint64_t gfn = gpa >> shift;
 	const struct memslot_slot *slot;
-	uint32_t bad = MEMSLOT_INVALID | (write ? MEMSLOT_MEM_READONLY : 0);
-	uint64_t off;
 
 	/* Unsigned: len 0 wraps and takes the walk, which touches nothing. */
 	if ((uint64_t)len - 1 >= (1ull << shift) - in_page)
 		return NULL;
-	/* The cache hit inline; a miss (or another layout) takes the call. */
+	/* The cache hit inline; a miss (or another layout) takes the call,
+	 * after which the entry holds the slot found. */
 	slot = vcpu_hit(vcpu, (const struct memslot_set *)view, gfn);
 	if (!slot)
 		slot = memslot_vcpu_view_gfn_to_slot(vcpu, view, gfn);
-	if (!slot || (slot->flags & bad))
+	if (!slot || vcpu_entry_to_hva(vcpu, gfn, write, hva))
 		return NULL;
-	/* The slot contains @gfn (a lookup found it); clamp all the same. */
-	off = memslot_array_index_nospec(gfn - slot->base_gfn, slot->npages);
-	*hva = slot->hva + (off << shift) + in_page;
+	*hva += in_page;
 	return slot;
 }
 

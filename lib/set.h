@@ -213,19 +213,24 @@ struct set_keyed *set_sort_keyed(struct set_keyed *a, struct set_keyed *tmp,
 				 size_t k);
 
 /*
- * The gfn index's aux word of a slot: its hva, which is page aligned, with
- * the two flags a translation checks in the low bits.  A translating
- * lookup reads it from the index's leaf and never touches the slot.
+ * The gfn index's aux word of a slot: its hva, which is page aligned (to
+ * 512 bytes at least: page_shift >= 9), with in the low bits the two
+ * flags a translation checks and whether the slot marks dirty pages
+ * (mark_npages != 0: it logs and is not INVALID).  A translating lookup,
+ * and a vCPU cache filled from the leaf, read it there and never touch
+ * the slot.
  */
 #define SET_AUX_INVALID 1ull
 #define SET_AUX_READONLY 2ull
-#define SET_AUX_FLAGS (SET_AUX_INVALID | SET_AUX_READONLY)
+#define SET_AUX_MARKS 4ull
+#define SET_AUX_FLAGS (SET_AUX_INVALID | SET_AUX_READONLY | SET_AUX_MARKS)
 
 static inline uint64_t set_slot_aux(const struct memslot_slot *slot)
 {
 	return slot->hva |
 	       (slot->flags & MEMSLOT_INVALID ? SET_AUX_INVALID : 0) |
-	       (slot->flags & MEMSLOT_MEM_READONLY ? SET_AUX_READONLY : 0);
+	       (slot->flags & MEMSLOT_MEM_READONLY ? SET_AUX_READONLY : 0) |
+	       (slot->mark_npages ? SET_AUX_MARKS : 0);
 }
 
 /*

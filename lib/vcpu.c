@@ -42,27 +42,39 @@ void memslot_vcpu_destroy(struct memslot_vcpu *vcpu)
 	mem_free(&vm->alloc, vcpu, sizeof(*vcpu));
 }
 
+/* Cache the cell @h of the gfn index. */
+static void vcpu_fill(struct memslot_vcpu *vcpu, const struct bpt_hit *h)
+{
+	vcpu->base = h->key;
+	vcpu->npages = h->end - h->key;
+	vcpu->mark_npages = h->aux & SET_AUX_MARKS ? vcpu->npages : 0;
+	vcpu->aux = h->aux;
+	vcpu->slot = h->val;
+}
+
 /*
- * Out of line, so the hit path below needs no stack frame: drop an entry
+ * Out of line, so the hit paths below need no stack frame: drop an entry
  * of another generation, then search without the set-wide cache (vCPUs
  * working in different slots must not thrash one shared line), and keep
- * the entry when the search finds nothing.
+ * the entry when the search finds nothing (as KVM keeps last_used_slot).
  */
 __attribute__((noinline))
 static const struct memslot_slot *vcpu_miss(struct memslot_vcpu *vcpu,
 					    const struct memslot_set *set,
 					    uint64_t gen, uint64_t gfn)
 {
-	const struct memslot_slot *slot;
+	struct bpt_hit h;
 
 	if (gen != vcpu->gen) {
+		vcpu->npages = 0;
+		vcpu->mark_npages = 0;
 		vcpu->slot = NULL;
 		vcpu->gen = gen;
 	}
-	slot = set_search(set, gfn);
-	if (slot)
-		vcpu->slot = slot;
-	return slot;
+	if (!set_search_hit(set, gfn, &h))
+		return NULL;
+	vcpu_fill(vcpu, &h);
+	return h.val;
 }
 
 const struct memslot_slot *
@@ -70,13 +82,21 @@ memslot_vcpu_view_gfn_to_slot(struct memslot_vcpu *vcpu,
 			      const struct memslot_view *view, uint64_t gfn)
 {
 	const struct memslot_set *set = (const struct memslot_set *)view;
-	const struct memslot_slot *slot = vcpu->slot;
 	uint64_t gen = atomic_load_explicit(&set->generation,
 					    memory_order_relaxed);
 
-	if (gen == vcpu->gen && slot && gfn - slot->base_gfn < slot->npages)
-		return slot;
+	if (vcpu_holds(vcpu, gen, gfn))
+		return vcpu->slot;
 	return vcpu_miss(vcpu, set, gen, gfn);
+}
+
+/* The active layout of @as_id (< vcpu->nr_as, unchecked), clamped. */
+static const struct memslot_set *vcpu_active(const struct memslot_vcpu *vcpu,
+					     unsigned int as_id)
+{
+	as_id = (unsigned int)memslot_array_index_nospec(as_id, vcpu->nr_as);
+	return atomic_load_explicit(&vcpu->active[as_id],
+				    memory_order_acquire);
 }
 
 /*
@@ -87,18 +107,56 @@ const struct memslot_slot *memslot_vcpu_gfn_to_slot(struct memslot_vcpu *vcpu,
 						    unsigned int as_id,
 						    uint64_t gfn)
 {
-	const struct memslot_slot *slot = vcpu->slot;
 	const struct memslot_set *set;
 	uint64_t gen;
 
 	if (as_id >= vcpu->nr_as)
 		return NULL;
-	as_id = (unsigned int)memslot_array_index_nospec(as_id, vcpu->nr_as);
-	set = atomic_load_explicit(&vcpu->active[as_id], memory_order_acquire);
+	set = vcpu_active(vcpu, as_id);
 	gen = atomic_load_explicit(&set->generation, memory_order_relaxed);
-	if (gen == vcpu->gen && slot && gfn - slot->base_gfn < slot->npages)
-		return slot;
+	if (vcpu_holds(vcpu, gen, gfn))
+		return vcpu->slot;
 	return vcpu_miss(vcpu, set, gen, gfn);
+}
+
+/* A translation's miss: after the lookup the entry holds the slot found. */
+__attribute__((noinline))
+static int vcpu_hva_miss(struct memslot_vcpu *vcpu,
+			 const struct memslot_set *set, uint64_t gen,
+			 uint64_t gfn, bool write, uint64_t *hva)
+{
+	if (!vcpu_miss(vcpu, set, gen, gfn))
+		return -ENOENT;
+	return vcpu_entry_to_hva(vcpu, gfn, write, hva);
+}
+
+static int vcpu_set_gfn_to_hva(struct memslot_vcpu *vcpu,
+			       const struct memslot_set *set, uint64_t gfn,
+			       bool write, uint64_t *hva)
+{
+	uint64_t gen = atomic_load_explicit(&set->generation,
+					    memory_order_relaxed);
+
+	if (!vcpu_holds(vcpu, gen, gfn))
+		return vcpu_hva_miss(vcpu, set, gen, gfn, write, hva);
+	return vcpu_entry_to_hva(vcpu, gfn, write, hva);
+}
+
+int memslot_vcpu_gfn_to_hva(struct memslot_vcpu *vcpu, unsigned int as_id,
+			    uint64_t gfn, bool write, uint64_t *hva)
+{
+	if (as_id >= vcpu->nr_as)
+		return -ENOENT;
+	return vcpu_set_gfn_to_hva(vcpu, vcpu_active(vcpu, as_id), gfn, write,
+				   hva);
+}
+
+int memslot_vcpu_view_gfn_to_hva(struct memslot_vcpu *vcpu,
+				 const struct memslot_view *view,
+				 uint64_t gfn, bool write, uint64_t *hva)
+{
+	return vcpu_set_gfn_to_hva(vcpu, (const struct memslot_set *)view,
+				   gfn, write, hva);
 }
 
 struct memslot_vm *memslot_vcpu_vm(const struct memslot_vcpu *vcpu)
@@ -125,7 +183,7 @@ static void vcpu_mark_miss(struct memslot_vcpu *vcpu, unsigned int as_id,
 
 /*
  * The seed's path (kvm_vcpu_mark_page_dirty): the cache hit of
- * memslot_vcpu_gfn_to_slot() written out, with the slot's mark_npages in
+ * memslot_vcpu_gfn_to_slot() written out, with the entry's mark_npages in
  * place of npages, so that one bounds check says "cached slot holds @gfn,
  * logs and is not INVALID" and also serves the bitmap offset; then one
  * atomic OR on the bitmap word.  No lock, no other store.
@@ -133,24 +191,19 @@ static void vcpu_mark_miss(struct memslot_vcpu *vcpu, unsigned int as_id,
 void memslot_vcpu_mark_page_dirty(struct memslot_vcpu *vcpu,
 				  unsigned int as_id, uint64_t gfn)
 {
-	const struct memslot_slot *slot = vcpu->slot;
 	const struct memslot_set *set;
 	uint64_t gen, off, n;
 
 	if (as_id >= vcpu->nr_as)
 		return;
-	set = atomic_load_explicit(
-		&vcpu->active[memslot_array_index_nospec(as_id, vcpu->nr_as)],
-		memory_order_acquire);
+	set = vcpu_active(vcpu, as_id);
 	gen = atomic_load_explicit(&set->generation, memory_order_relaxed);
-	if (gen != vcpu->gen || !slot)
-		goto miss;
-	off = gfn - slot->base_gfn;
-	n = slot->mark_npages;
-	if (off >= n)
+	off = gfn - vcpu->base;
+	n = vcpu->mark_npages;
+	if (gen != vcpu->gen || off >= n)
 		goto miss;
 	/* Guest-controlled offset: clamp before it indexes the bitmap. */
-	dirty_mark_offset(slot, memslot_array_index_nospec(off, n));
+	dirty_mark_offset(vcpu->slot, memslot_array_index_nospec(off, n));
 	return;
 miss:
 	vcpu_mark_miss(vcpu, as_id, gfn);

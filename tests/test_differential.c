@@ -24,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include <memslot/access.h>
 #include <memslot/memslot.h>
 
 #include "common.h"
@@ -59,6 +60,9 @@
 struct diff {
 	struct memslot_config cfg;
 	struct memslot_vm *vm;
+	/* One vCPU cache for the whole run: its entry outlives changes, so
+	 * the checks also cover its generation drop and refill. */
+	struct memslot_vcpu *vcpu;
 	struct ref_model m;
 	uint64_t rng;
 	uint64_t seed;
@@ -499,13 +503,20 @@ static void check_gfn(struct diff *d, unsigned int as_id, uint64_t gfn)
 		   ref_search(&d->m, as_id, gfn, false), "search");
 	check_slot(d, memslot_search(d->vm, as_id, gfn, true),
 		   ref_search(&d->m, as_id, gfn, true), "search approx");
+	check_slot(d, memslot_vcpu_gfn_to_slot(d->vcpu, as_id, gfn),
+		   ref_search(&d->m, as_id, gfn, false), "vcpu gfn_to_slot");
 	for (int write = 0; write < 2; write++) {
-		lib_ret = memslot_gfn_to_hva(d->vm, as_id, gfn, write, &lib_hva);
 		ref_ret = ref_gfn_to_hva(&d->m, &d->cfg, as_id, gfn, write,
 					 &ref_hva);
+		lib_ret = memslot_gfn_to_hva(d->vm, as_id, gfn, write, &lib_hva);
 		DIFF_EQ(d, lib_ret, ref_ret, "gfn_to_hva result");
 		if (!ref_ret)
 			DIFF_EQ(d, lib_hva, ref_hva, "gfn_to_hva address");
+		lib_ret = memslot_vcpu_gfn_to_hva(d->vcpu, as_id, gfn, write,
+						  &lib_hva);
+		DIFF_EQ(d, lib_ret, ref_ret, "vcpu gfn_to_hva result");
+		if (!ref_ret)
+			DIFF_EQ(d, lib_hva, ref_hva, "vcpu gfn_to_hva address");
 	}
 }
 
@@ -986,7 +997,10 @@ static void dirty_mark(struct diff *d, unsigned int as_id)
 
 	ref_mark(&d->m, as_id, gfn);
 	memslot_read_lock(d->vm);
-	memslot_mark_page_dirty(d->vm, as_id, gfn);
+	if (chance(d, 50))
+		memslot_mark_page_dirty(d->vm, as_id, gfn);
+	else
+		memslot_vcpu_mark_page_dirty(d->vcpu, as_id, gfn);
 	memslot_read_unlock(d->vm);
 }
 
@@ -1114,6 +1128,7 @@ static void diff_setup(struct diff *d, const struct diff_params *p,
 	d->hva_window = 0x10000000ull;
 	d->next_data = 0x1000;
 	assert_int_equal(memslot_vm_create(&d->cfg, &d->vm), 0);
+	assert_int_equal(memslot_vcpu_create(d->vm, &d->vcpu), 0);
 	assert_int_equal(ref_model_init(&d->m, &d->cfg), 0);
 }
 
@@ -1155,6 +1170,7 @@ static void run(const struct diff_params *p, uint64_t seed)
 		      d.stat[MEMSLOT_RULE_OVERLAP], d.stat[MEMSLOT_RULE_MODIFY],
 		      d.stat[MEMSLOT_RULE_NOOP], d.stat[MEMSLOT_RULE_MAX_GFN],
 		      model_slots(&d), d.txns_ok, d.txns_failed, d.dirty_gets);
+	memslot_vcpu_destroy(d.vcpu);
 	memslot_vm_destroy(d.vm);
 	ref_model_free(&d.m);
 }

@@ -149,7 +149,7 @@ void memslot_view_mark_page_dirty(struct memslot_view *view, uint64_t gfn);
  * @gfn: guest frame number
  *
  * A cache hit costs no lock and no store besides the one atomic OR on
- * the bitmap word (30 instructions on x86-64).  A cached slot that does
+ * the bitmap word (28 instructions on x86-64).  A cached slot that does
  * not log goes through an out-of-line call, without a search.
  * Context: inside a read section, on the thread that owns @vcpu.
  */
