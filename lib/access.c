@@ -325,72 +325,111 @@ int memslot_guest_write(struct memslot_vm *vm, unsigned int as_id,
 
 /*
  * The short path of a vCPU access: all @len bytes in one page of one
- * usable slot.  The translation is memslot_slot_gfn_to_hva()'s, inline
- * and from the vCPU cache's entry alone (vcpu_entry_to_hva()): this path
- * is a guest's every small access.  Return: the slot, with
- * *@hva the host address of @gpa; or NULL when the access needs the walk
- * (which also makes every check and reports every error).
+ * usable slot, which the vCPU cache's entry holds.  The translation is
+ * memslot_slot_gfn_to_hva()'s, inline and from the entry alone
+ * (vcpu_entry_to_hva()): this path is a guest's every small access.
+ * Return: true, with *@hva the host address of @gpa (the slot is
+ * vcpu->slot); or false when the access needs the walk, which also makes every check, reports every
+ * error and, on a cache miss, refills the entry.  A miss makes no call
+ * here: a call would give every hit a stack frame (six register saves
+ * and restores on x86-64), and a walk that looks the slot up costs about
+ * what a lookup does.
  */
-static inline const struct memslot_slot *
-vcpu_one_page(struct memslot_vcpu *vcpu, const struct memslot_view *view,
-	      unsigned int shift, uint64_t gpa, size_t len, bool write,
-	      uint64_t *hva)
+static inline bool vcpu_one_page(struct memslot_vcpu *vcpu,
+				 const struct memslot_view *view,
+				 unsigned int shift, uint64_t gpa, size_t len,
+				 bool write, uint64_t *hva)
 {
 	uint64_t in_page = gpa & ((1ull << shift) - 1);
 	uint64_t gfn = gpa >> shift;
-	const struct memslot_slot *slot;
 
 	/* Unsigned: len 0 wraps and takes the walk, which touches nothing. */
 	if ((uint64_t)len - 1 >= (1ull << shift) - in_page)
-		return NULL;
-	/* The cache hit inline; a miss (or another layout) takes the call,
-	 * after which the entry holds the slot found. */
-	slot = vcpu_hit(vcpu, (const struct memslot_set *)view, gfn);
-	if (!slot)
-		slot = memslot_vcpu_view_gfn_to_slot(vcpu, view, gfn);
-	if (!slot || vcpu_entry_to_hva(vcpu, gfn, write, hva))
-		return NULL;
+		return false;
+	if (!vcpu_holds(vcpu, atomic_load_explicit(
+			      &((const struct memslot_set *)view)->generation,
+			      memory_order_relaxed), gfn) ||
+	    vcpu_entry_to_hva(vcpu, gfn, write, hva))
+		return false;
 	*hva += in_page;
-	return slot;
+	return true;
 }
 
 /*
  * memcpy of a small constant size is a load and a store; the sizes a vCPU
- * uses most get one each instead of a call.
+ * uses most get one each, inline.  Return: false for any other size, which
+ * copy_out() takes.
  */
-static void copy_small(void *dst, const void *src, size_t len)
+static inline bool copy_fixed(void *dst, const void *src, size_t len)
 {
 	switch (len) {
 	case 1:
 		memcpy(dst, src, 1);
-		break;
+		return true;
 	case 2:
 		memcpy(dst, src, 2);
-		break;
+		return true;
 	case 4:
 		memcpy(dst, src, 4);
-		break;
+		return true;
 	case 8:
 		memcpy(dst, src, 8);
-		break;
+		return true;
 	default:
-		memcpy(dst, src, len);
+		return false;
 	}
 }
 
-/* Out of line, so that the short paths below need no stack frame. */
+/* The rest of a short access of another size: out of line and reached by
+ * a tail jump, so that the short paths need no stack frame. */
 __attribute__((noinline))
+static int copy_out(void *dst, const void *src, size_t len, size_t *done)
+{
+	memcpy(dst, src, len);
+	if (done)
+		*done = len;
+	return 0;
+}
+
 static int vcpu_walk(struct memslot_vcpu *vcpu,
-		     const struct memslot_view *view, unsigned int shift,
-		     uint64_t gpa, char *buf, size_t len, unsigned int flags,
-		     enum walk_op op, size_t *done)
+		     const struct memslot_view *view, uint64_t gpa, char *buf,
+		     size_t len, bool mark, enum walk_op op, size_t *done)
 {
 	struct walk w = {
-		.cview = view, .vcpu = vcpu, .shift = shift, .op = op,
-		.mark = flags & MEMSLOT_ACCESS_MARK_DIRTY, .buf = buf,
+		.cview = view, .vcpu = vcpu, .shift = vcpu->page_shift,
+		.op = op, .mark = mark, .buf = buf,
 	};
 
 	return walk_start(&w, gpa, len, done);
+}
+
+/*
+ * The walks of the short paths below, out of line so that those need no
+ * stack frame, and with six arguments at most so that a short path
+ * reaches them by a tail jump, not a call that would need one.
+ */
+__attribute__((noinline))
+static int vcpu_walk_read(struct memslot_vcpu *vcpu,
+			  const struct memslot_view *view, uint64_t gpa,
+			  char *buf, size_t len, size_t *done)
+{
+	return vcpu_walk(vcpu, view, gpa, buf, len, false, WALK_READ, done);
+}
+
+__attribute__((noinline))
+static int vcpu_walk_write(struct memslot_vcpu *vcpu,
+			   const struct memslot_view *view, uint64_t gpa,
+			   char *buf, size_t len, size_t *done)
+{
+	return vcpu_walk(vcpu, view, gpa, buf, len, false, WALK_WRITE, done);
+}
+
+__attribute__((noinline))
+static int vcpu_walk_write_mark(struct memslot_vcpu *vcpu,
+				const struct memslot_view *view, uint64_t gpa,
+				char *buf, size_t len, size_t *done)
+{
+	return vcpu_walk(vcpu, view, gpa, buf, len, true, WALK_WRITE, done);
 }
 
 int memslot_vcpu_view_read(struct memslot_vcpu *vcpu,
@@ -401,9 +440,23 @@ int memslot_vcpu_view_read(struct memslot_vcpu *vcpu,
 	uint64_t hva;
 
 	if (!vcpu_one_page(vcpu, view, shift, gpa, len, false, &hva))
-		return vcpu_walk(vcpu, view, shift, gpa, buf, len, 0,
-				 WALK_READ, done);
-	copy_small(buf, hva_ptr(hva), len);
+		return vcpu_walk_read(vcpu, view, gpa, buf, len, done);
+	if (!copy_fixed(buf, hva_ptr(hva), len))
+		return copy_out(buf, hva_ptr(hva), len, done);
+	if (done)
+		*done = len;
+	return 0;
+}
+
+/* A short write that marks: out of line (it makes calls) and reached by a
+ * tail jump.  The vCPU cache's entry holds the slot written. */
+__attribute__((noinline))
+static int write_mark_out(const struct memslot_vcpu *vcpu, uint64_t hva,
+			  const void *buf, size_t len, uint64_t gfn,
+			  size_t *done)
+{
+	memcpy(hva_ptr(hva), buf, len);
+	slot_mark_dirty(vcpu->slot, gfn - vcpu->base, 1);
 	if (done)
 		*done = len;
 	return 0;
@@ -415,18 +468,20 @@ int memslot_vcpu_view_write(struct memslot_vcpu *vcpu,
 			    size_t *done)
 {
 	unsigned int shift = vcpu->page_shift;
-	const struct memslot_slot *slot;
+	bool mark = flags & MEMSLOT_ACCESS_MARK_DIRTY;
 	uint64_t hva;
 
 	if (flags & ~ACCESS_WRITE_FLAGS)
 		return bad_request(done);
-	slot = vcpu_one_page(vcpu, view, shift, gpa, len, true, &hva);
-	if (!slot)
-		return vcpu_walk(vcpu, view, shift, gpa, src_buf(buf), len,
-				 flags, WALK_WRITE, done);
-	copy_small(hva_ptr(hva), buf, len);
-	if (flags & MEMSLOT_ACCESS_MARK_DIRTY)
-		slot_mark_dirty(slot, (gpa >> shift) - slot->base_gfn, 1);
+	if (!vcpu_one_page(vcpu, view, shift, gpa, len, true, &hva))
+		return mark ? vcpu_walk_write_mark(vcpu, view, gpa,
+						   src_buf(buf), len, done)
+			    : vcpu_walk_write(vcpu, view, gpa, src_buf(buf),
+					      len, done);
+	if (mark)
+		return write_mark_out(vcpu, hva, buf, len, gpa >> shift, done);
+	if (!copy_fixed(hva_ptr(hva), buf, len))
+		return copy_out(hva_ptr(hva), buf, len, done);
 	if (done)
 		*done = len;
 	return 0;

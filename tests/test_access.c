@@ -813,6 +813,23 @@ static void test_vcpu_access(void **state)
 	assert_int_equal(nmarks, 2);
 	assert_int_equal(marks[1].first, 1);
 	assert_int_equal(marks[1].npages, 2);
+	/* The short path on a cache hit (the first read caches slot 1):
+	 * sizes copy_fixed() leaves to copy_out(), a marked write, and a
+	 * write to a READONLY slot after a hit on it. */
+	vcpu_read(&f, 5 * PAGE + 16, 4, 0, 4);
+	vcpu_read(&f, 5 * PAGE + 100, 3, 0, 3);
+	vcpu_read(&f, 6 * PAGE + 200, 16, 0, 16);
+	vcpu_write(&f, 6 * PAGE + 300, 5, 0, 0, 5);
+	vcpu_write(&f, 7 * PAGE, 4, MEMSLOT_ACCESS_MARK_DIRTY, 0, 4);
+	vcpu_write(&f, 7 * PAGE + 500, 16, MEMSLOT_ACCESS_MARK_DIRTY, 0, 16);
+	assert_int_equal(nmarks, 4);
+	assert_int_equal(marks[2].id, 1);
+	assert_int_equal(marks[2].first, 3);
+	assert_int_equal(marks[2].npages, 1);
+	assert_int_equal(marks[2].byte, f.ref[(4 + 3) * PAGE]);
+	assert_int_equal(marks[3].first, 3);
+	vcpu_read(&f, 13 * PAGE, 8, 0, 8);
+	vcpu_write(&f, 13 * PAGE + 8, 8, 0, -EROFS, 0);
 	fixture_close(&f);
 }
 
