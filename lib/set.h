@@ -244,7 +244,9 @@ static inline int set_aux_to_hva(uint64_t base, uint64_t end, uint64_t aux,
 				 uint64_t gfn, unsigned int shift, bool write,
 				 uint64_t *hva)
 {
-	uint64_t bad = SET_AUX_INVALID | (write ? SET_AUX_READONLY : 0);
+	/* A multiply, not a select: one lea on x86-64 where the select
+	 * took four instructions. */
+	uint64_t bad = SET_AUX_INVALID | (uint64_t)write * SET_AUX_READONLY;
 	uint64_t off;
 
 	if (aux & bad)
