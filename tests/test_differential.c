@@ -958,6 +958,10 @@ static void do_txn(struct diff *d)
 	for (size_t i = 0; i < n; i++)
 		log_gate(d, &r[i]);
 	assert_int_equal(ref_model_copy(&before, &d->m), 0);
+	/* Set here too, not left from the last single request: after an
+	 * internal one (never deferred) the model would give a deferred
+	 * batch the INVALID phase of a blocking one. */
+	d->m.deferred = d->deferred;
 	ref_ret = ref_set_regions(&d->m, &d->cfg, r, n, &ref_failed, &ref_rule);
 	for (size_t i = 0; i < n; i++)
 		trace_region(d, "txn", &r[i], ref_ret, ref_rule);
