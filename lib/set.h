@@ -104,27 +104,25 @@ static inline bool set_cache_pos(const struct memslot_set *s, uint64_t gfn,
 	return true;
 }
 
-/* Search the gfn index for @gfn and, on a hit, make the set-wide cache
- * name the cell found.  Return: whether a slot holds @gfn. */
-static inline bool set_search_cached(struct memslot_set *s, uint64_t gfn,
-				     const struct bpt_node **leaf,
-				     unsigned int *pos)
+/*
+ * Search the gfn index for @gfn and, on a hit, make the set-wide cache
+ * name the cell found (*@leaf, *@pos).  Return: the slot holding @gfn, or
+ * NULL.  The slot is read before the store, so that the compiler need not
+ * read it again after a store it cannot prove apart from the leaf.
+ */
+static inline struct memslot_slot *set_search_cached(struct memslot_set *s,
+						     uint64_t gfn,
+						     const struct bpt_node **leaf,
+						     unsigned int *pos)
 {
-	if (!bpt_find_cover_at(&s->gfn, gfn, leaf, pos))
-		return false;
+	struct memslot_slot *slot;
+
+	if (!bpt_cover_cell(&s->gfn, gfn, false, leaf, pos))
+		return NULL;
+	slot = (*leaf)->vals[*pos];
 	atomic_store_explicit(&s->last_used, set_cache_word(*leaf, *pos),
 			      memory_order_relaxed);
-	return true;
-}
-
-/* The slot the set-wide cache names if it holds @gfn, else NULL. */
-static inline struct memslot_slot *set_cache_hit(const struct memslot_set *s,
-						 uint64_t gfn)
-{
-	const struct bpt_node *leaf;
-	unsigned int pos;
-
-	return set_cache_pos(s, gfn, &leaf, &pos) ? leaf->vals[pos] : NULL;
+	return slot;
 }
 
 /* The slot the set-wide cache names, or NULL (writer and tests). */

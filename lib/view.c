@@ -50,17 +50,20 @@ static const struct memslot_slot *set_wide_miss(struct memslot_set *set,
 	const struct bpt_node *leaf;
 	unsigned int pos;
 
-	return set_search_cached(set, gfn, &leaf, &pos) ? leaf->vals[pos]
-							 : NULL;
+	return set_search_cached(set, gfn, &leaf, &pos);
 }
 
+/* A cell the cache names holds a slot: the hit returns it untested. */
 const struct memslot_slot *memslot_view_gfn_to_slot(struct memslot_view *view,
 						    uint64_t gfn)
 {
 	struct memslot_set *set = set_of(view);
-	struct memslot_slot *slot = set_cache_hit(set, gfn);
+	const struct bpt_node *leaf;
+	unsigned int pos;
 
-	return slot ? slot : set_wide_miss(set, gfn);
+	if (!set_cache_pos(set, gfn, &leaf, &pos))
+		return set_wide_miss(set, gfn);
+	return leaf->vals[pos];
 }
 
 /* Inline in both entry points: a tail call between them costs the
