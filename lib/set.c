@@ -44,7 +44,7 @@ struct memslot_set *set_new_empty(struct mem_alloc *alloc, unsigned int as_id,
 	if (!s)
 		return NULL;
 	atomic_init(&s->generation, as_id);
-	atomic_init(&s->last_used, 0);
+	atomic_init(&s->last_used, set_cache_empty());
 	bpt_init(&s->gfn, gfn_end_of);
 	bpt_init(&s->hva, hva_end_of);
 	bpt_init(&s->ids, id_end_of);
@@ -75,15 +75,15 @@ void set_copy(struct memslot_set *dst, const struct memslot_set *src)
 	/* Positions are the source's: the copy's cache is settled after its
 	 * edits, from the slot. */
 	dst->cache_slot = set_cached_slot(src);
-	atomic_init(&dst->last_used, 0);
+	atomic_init(&dst->last_used, set_cache_empty());
 }
+
+const struct bpt_wide set_cache_none;
 
 struct memslot_slot *set_cached_slot(const struct memslot_set *s)
 {
-	uintptr_t w = atomic_load_explicit(&s->last_used,
-					   memory_order_relaxed);
-
-	return w ? set_cache_leaf(w)->vals[set_cache_cell(w)] : NULL;
+	return cell_slot(atomic_load_explicit(&s->last_used,
+					      memory_order_relaxed));
 }
 
 void set_cache_settle(struct memslot_set *s)
@@ -91,11 +91,11 @@ void set_cache_settle(struct memslot_set *s)
 	struct memslot_slot *slot = s->cache_slot;
 	const struct bpt_node *leaf;
 	unsigned int pos;
-	uintptr_t w = 0;
+	uintptr_t w = set_cache_empty();
 
 	if (slot && bpt_find_cover_at(&s->gfn, slot->base_gfn, &leaf, &pos) ==
 			    slot)
-		w = set_cache_word(leaf, pos);
+		w = set_cell(leaf, pos);
 	atomic_store_explicit(&s->last_used, w, memory_order_relaxed);
 	s->cache_slot = NULL;
 }

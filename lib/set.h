@@ -18,6 +18,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <errno.h>
 #include <stdint.h>
 
@@ -45,13 +46,13 @@ struct memslot_set {
 	struct memslot_slot *cache_slot;
 	/*
 	 * The set-wide last-used cache, stored to by readers (never RMW): the
-	 * position of the last slot found in the gfn index, as a leaf address
-	 * with the cell index in its low 4 bits (set_cache_word()), or 0.  A
-	 * position, not a slot pointer: the check then reads the leaf the
-	 * last lookup walked, still in cache, where a slot pointer had it read
-	 * a slot object that no lookup touches (a miss of its own whenever
-	 * the cache misses).  A leaf of this layout lives as long as the
-	 * layout does.
+	 * position of the last slot found in the gfn index, as the address
+	 * of its cell's key in a leaf (see "Cells" below), or set_cache_none
+	 * when empty.  A position, not a slot pointer: the check then reads
+	 * the leaf the last lookup walked, still in cache, where a slot
+	 * pointer had it read a slot object that no lookup touches (a miss of
+	 * its own whenever the cache misses).  A leaf of this layout lives as
+	 * long as the layout does.
 	 * Alone on its cache line: a store from one CPU must not evict the
 	 * generation and index roots every other reader needs (vCPU-cache
 	 * hits read the generation).  Padding, not _Alignas: the set lives
@@ -62,66 +63,90 @@ struct memslot_set {
 	char pad_after[SET_LINE - sizeof(uintptr_t)];
 };
 
-/* Nodes are 16-byte aligned (the allocator's promise): a cell index fits
- * in the low bits of a leaf's address. */
-_Static_assert(BPT_FANOUT <= 16, "cell index must fit in 4 bits");
+/*
+ * Cells.  A cell of the gfn index is named by the address of its key,
+ * keys[i] of a (wide) leaf: its end, slot and aux word lie at fixed
+ * distances from there, so the cache check and a translation from the
+ * cache need no arithmetic on a cell index.
+ */
+_Static_assert(offsetof(struct bpt_node, keys) == 0 &&
+	       offsetof(struct bpt_wide, node) == 0,
+	       "a cell's fields are found from its key's address");
 
-static inline uintptr_t set_cache_word(const struct bpt_node *leaf,
-				       unsigned int pos)
+static inline uintptr_t set_cell(const struct bpt_node *leaf,
+				 unsigned int pos)
 {
-	return (uintptr_t)leaf | pos;
+	return (uintptr_t)&leaf->keys[pos];
 }
 
-/* The leaf and cell of cache word @w (not 0). */
-static inline const struct bpt_node *set_cache_leaf(uintptr_t w)
+static inline uint64_t cell_key(uintptr_t c)
 {
-	return (const struct bpt_node *)(w & ~(uintptr_t)15);
+	return *(const uint64_t *)c;
 }
 
-static inline unsigned int set_cache_cell(uintptr_t w)
+static inline uint64_t cell_end(uintptr_t c)
 {
-	return (unsigned int)(w & 15);
+	return *(const uint64_t *)(c + offsetof(struct bpt_node, ends));
+}
+
+static inline struct memslot_slot *cell_slot(uintptr_t c)
+{
+	return *(struct memslot_slot *const *)(c +
+					       offsetof(struct bpt_node, vals));
+}
+
+static inline uint64_t cell_aux(uintptr_t c)
+{
+	return *(const uint64_t *)(c + offsetof(struct bpt_wide, aux));
 }
 
 /*
- * Whether the set-wide cache names a cell holding @gfn; if so *@leaf and
- * *@pos say which.  Unsigned arithmetic: a gfn below the cell's key wraps
- * and fails the compare.
+ * The empty cache names a cell of this all-zero leaf: key 0 and end 0
+ * hold no gfn, so the check needs no test for "empty" of its own, and
+ * its slot is NULL.
  */
-static inline bool set_cache_pos(const struct memslot_set *s, uint64_t gfn,
-				 const struct bpt_node **leaf,
-				 unsigned int *pos)
-{
-	uintptr_t w = atomic_load_explicit(&s->last_used,
-					   memory_order_relaxed);
-	const struct bpt_node *nd = set_cache_leaf(w);
-	unsigned int i = set_cache_cell(w);
+extern const struct bpt_wide set_cache_none;
 
-	if (!w || gfn - nd->keys[i] >= nd->ends[i] - nd->keys[i])
-		return false;
-	*leaf = nd;
-	*pos = i;
-	return true;
+static inline uintptr_t set_cache_empty(void)
+{
+	return set_cell(&set_cache_none.node, 0);
+}
+
+/*
+ * Whether the cell the set-wide cache names (*@cell) holds @gfn.
+ * Unsigned arithmetic: a gfn below the cell's key wraps and fails the
+ * compare.
+ */
+static inline bool set_cache_cell(const struct memslot_set *s, uint64_t gfn,
+				  uintptr_t *cell)
+{
+	uintptr_t c = atomic_load_explicit(&s->last_used,
+					   memory_order_relaxed);
+	uint64_t key = cell_key(c);
+
+	*cell = c;
+	return gfn - key < cell_end(c) - key;
 }
 
 /*
  * Search the gfn index for @gfn and, on a hit, make the set-wide cache
- * name the cell found (*@leaf, *@pos).  Return: the slot holding @gfn, or
- * NULL.  The slot is read before the store, so that the compiler need not
- * read it again after a store it cannot prove apart from the leaf.
+ * name the cell found (*@cell).  Return: the slot holding @gfn, or NULL.
+ * The slot is read before the store, so that the compiler need not read
+ * it again after a store it cannot prove apart from the leaf.
  */
 static inline struct memslot_slot *set_search_cached(struct memslot_set *s,
 						     uint64_t gfn,
-						     const struct bpt_node **leaf,
-						     unsigned int *pos)
+						     uintptr_t *cell)
 {
+	const struct bpt_node *leaf;
 	struct memslot_slot *slot;
+	unsigned int pos;
 
-	if (!bpt_cover_cell(&s->gfn, gfn, false, leaf, pos))
+	if (!bpt_cover_cell(&s->gfn, gfn, false, &leaf, &pos))
 		return NULL;
-	slot = (*leaf)->vals[*pos];
-	atomic_store_explicit(&s->last_used, set_cache_word(*leaf, *pos),
-			      memory_order_relaxed);
+	*cell = set_cell(leaf, pos);
+	slot = cell_slot(*cell);
+	atomic_store_explicit(&s->last_used, *cell, memory_order_relaxed);
 	return slot;
 }
 

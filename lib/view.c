@@ -47,10 +47,9 @@ __attribute__((noinline))
 static const struct memslot_slot *set_wide_miss(struct memslot_set *set,
 						uint64_t gfn)
 {
-	const struct bpt_node *leaf;
-	unsigned int pos;
+	uintptr_t cell;
 
-	return set_search_cached(set, gfn, &leaf, &pos);
+	return set_search_cached(set, gfn, &cell);
 }
 
 /* A cell the cache names holds a slot: the hit returns it untested. */
@@ -58,12 +57,11 @@ const struct memslot_slot *memslot_view_gfn_to_slot(struct memslot_view *view,
 						    uint64_t gfn)
 {
 	struct memslot_set *set = set_of(view);
-	const struct bpt_node *leaf;
-	unsigned int pos;
+	uintptr_t cell;
 
-	if (!set_cache_pos(set, gfn, &leaf, &pos))
+	if (!set_cache_cell(set, gfn, &cell))
 		return set_wide_miss(set, gfn);
-	return leaf->vals[pos];
+	return cell_slot(cell);
 }
 
 /* Inline in both entry points: a tail call between them costs the
@@ -106,15 +104,13 @@ int memslot_slot_gfn_to_hva(const struct memslot_slot *slot, uint64_t gfn,
 	return 0;
 }
 
-/* memslot_slot_gfn_to_hva() from the gfn index's cell (@leaf, @pos),
- * which holds @gfn: the slot object is not read. */
-static inline int cell_to_hva(const struct memslot_set *set,
-			      const struct bpt_node *leaf, unsigned int pos,
+/* memslot_slot_gfn_to_hva() from the gfn index's cell @cell, which holds
+ * @gfn: the slot object is not read. */
+static inline int cell_to_hva(const struct memslot_set *set, uintptr_t cell,
 			      uint64_t gfn, bool write, uint64_t *hva)
 {
-	return set_aux_to_hva(leaf->keys[pos], leaf->ends[pos],
-			      ((const struct bpt_wide *)leaf)->aux[pos], gfn,
-			      set->page_shift, write, hva);
+	return set_aux_to_hva(cell_key(cell), cell_end(cell), cell_aux(cell),
+			      gfn, set->page_shift, write, hva);
 }
 
 /* Out of line, so that a cache hit needs no stack frame. */
@@ -122,24 +118,22 @@ __attribute__((noinline))
 static int hva_miss(struct memslot_set *set, uint64_t gfn, bool write,
 		    uint64_t *hva)
 {
-	const struct bpt_node *leaf;
-	unsigned int pos;
+	uintptr_t cell;
 
-	if (!set_search_cached(set, gfn, &leaf, &pos))
+	if (!set_search_cached(set, gfn, &cell))
 		return -ENOENT;
-	return cell_to_hva(set, leaf, pos, gfn, write, hva);
+	return cell_to_hva(set, cell, gfn, write, hva);
 }
 
 int memslot_view_gfn_to_hva(struct memslot_view *view, uint64_t gfn,
 			    bool write, uint64_t *hva)
 {
 	struct memslot_set *set = set_of(view);
-	const struct bpt_node *leaf;
-	unsigned int pos;
+	uintptr_t cell;
 
-	if (!set_cache_pos(set, gfn, &leaf, &pos))
+	if (!set_cache_cell(set, gfn, &cell))
 		return hva_miss(set, gfn, write, hva);
-	return cell_to_hva(set, leaf, pos, gfn, write, hva);
+	return cell_to_hva(set, cell, gfn, write, hva);
 }
 
 /* ---- VM-level wrappers: pin the active layout for one call --------- */
