@@ -52,7 +52,7 @@ static struct bpt_node *path_node(const struct bpt_iter *p, int level)
 #pragma GCC diagnostic pop
 }
 
-/* The pool kinds: plain nodes are "leaves", wide ones "inners". */
+/* The pool kinds: plain nodes, and wide ones (struct bpt_wide). */
 static size_t node_size(bool plain)
 {
 	return plain ? sizeof(struct bpt_node) : sizeof(struct bpt_wide);
@@ -176,14 +176,14 @@ void bpt_pool_init(struct bpt_pool *pool, struct mem_alloc *alloc)
 static void pool_push_kind(struct bpt_pool *pool, struct bpt_node *nd,
 			   bool plain)
 {
-	struct bpt_node **head = plain ? &pool->leaves : &pool->inners;
+	struct bpt_node **head = plain ? &pool->plain : &pool->wide;
 
 	nd->vals[0] = *head;
 	*head = nd;
 	if (plain)
-		pool->nleaves++;
+		pool->nplain++;
 	else
-		pool->ninners++;
+		pool->nwide++;
 }
 
 static void pool_push(struct bpt_pool *pool, struct bpt_node *nd)
@@ -193,7 +193,7 @@ static void pool_push(struct bpt_pool *pool, struct bpt_node *nd)
 
 static struct bpt_node *pool_pop(struct bpt_pool *pool, bool plain)
 {
-	struct bpt_node **head = plain ? &pool->leaves : &pool->inners;
+	struct bpt_node **head = plain ? &pool->plain : &pool->wide;
 	struct bpt_node *nd = *head;
 
 	/* An empty pool here is a caller bug: changes must not fail. */
@@ -201,9 +201,9 @@ static struct bpt_node *pool_pop(struct bpt_pool *pool, bool plain)
 		abort();
 	*head = nd->vals[0];
 	if (plain)
-		pool->nleaves--;
+		pool->nplain--;
 	else
-		pool->ninners--;
+		pool->nwide--;
 	return nd;
 }
 
@@ -258,7 +258,7 @@ static struct bpt_node *node_clone(struct bpt_pool *pool, struct bpt_node *nd)
 
 static int pool_grow(struct bpt_pool *pool, bool plain, size_t want)
 {
-	size_t *have = plain ? &pool->nleaves : &pool->ninners;
+	size_t *have = plain ? &pool->nplain : &pool->nwide;
 	struct bpt_node *nd;
 
 	while (*have < want) {
@@ -272,11 +272,11 @@ static int pool_grow(struct bpt_pool *pool, bool plain, size_t want)
 	return 0;
 }
 
-int bpt_pool_reserve(struct bpt_pool *pool, size_t leaves, size_t inners)
+int bpt_pool_reserve(struct bpt_pool *pool, size_t plain, size_t wide)
 {
-	int err = pool_grow(pool, true, leaves);
+	int err = pool_grow(pool, true, plain);
 
-	return err ? err : pool_grow(pool, false, inners);
+	return err ? err : pool_grow(pool, false, wide);
 }
 
 void bpt_pool_new_epoch(struct bpt_pool *pool)
@@ -324,16 +324,16 @@ void bpt_pool_add(struct bpt_pool *pool, struct bpt_node *nd, bool plain)
 struct bpt_node *bpt_pool_take(struct bpt_pool *pool, bool plain,
 			       size_t keep)
 {
-	size_t have = plain ? pool->nleaves : pool->ninners;
+	size_t have = plain ? pool->nplain : pool->nwide;
 
 	return have > keep ? pool_pop(pool, plain) : NULL;
 }
 
 void bpt_pool_trim(struct bpt_pool *pool, size_t keep)
 {
-	while (pool->nleaves > keep)
+	while (pool->nplain > keep)
 		mem_free(pool->alloc, pool_pop(pool, true), node_size(true));
-	while (pool->ninners > keep)
+	while (pool->nwide > keep)
 		mem_free(pool->alloc, pool_pop(pool, false), node_size(false));
 }
 
@@ -381,28 +381,28 @@ void bpt_clear(struct bpt *t, struct bpt_pool *pool)
 	tree_reset(t);
 }
 
-void bpt_nodes_for_cow(const struct bpt *t, size_t ops, size_t *leaves,
-		       size_t *inners)
+void bpt_nodes_for_cow(const struct bpt *t, size_t ops, size_t *plain,
+		       size_t *wide)
 {
 	/* An edit clones its path and, when it merges, one sibling per
 	 * level; no node is cloned twice in an epoch. */
 	size_t d = t->depth ? t->depth : 1;
 	size_t l = 2 * ops, i = 2 * ops * (d - 1);
 
-	*(wide_leaves(t) ? inners : leaves) += l < t->nodes ? l : t->nodes;
-	*inners += i < t->nodes ? i : t->nodes;
+	*(wide_leaves(t) ? wide : plain) += l < t->nodes ? l : t->nodes;
+	*wide += i < t->nodes ? i : t->nodes;
 }
 
-size_t bpt_insert_leaves(const struct bpt *t)
+size_t bpt_insert_plain(const struct bpt *t)
 {
 	return wide_leaves(t) ? 0 : 1;
 }
 
-size_t bpt_insert_inners(const struct bpt *t)
+size_t bpt_insert_wide(const struct bpt *t)
 {
-	/* Every inner level splits and a new root appears: depth inners.  An
-	 * empty tree needs none, but 1 keeps callers' sums safe.  Wide leaves
-	 * come from the inners too. */
+	/* Every inner level splits and a new root appears: depth wide
+	 * nodes.  An empty tree needs none, but 1 keeps callers' sums safe.
+	 * Wide leaves are counted here too. */
 	return (t->depth ? t->depth : 1) + wide_leaves(t);
 }
 
@@ -431,25 +431,25 @@ static size_t level_splits(size_t nodes, size_t adds)
 	return adds < bound ? adds : bound;
 }
 
-void bpt_nodes_for_inserts(const struct bpt *t, size_t k, size_t *leaves,
-			   size_t *inners)
+void bpt_nodes_for_inserts(const struct bpt *t, size_t k, size_t *plain,
+			   size_t *wide)
 {
 	size_t levels = t->depth + bit_length(k) + 1;
-	size_t *leaf_kind = wide_leaves(t) ? inners : leaves;
+	size_t *leaf_kind = wide_leaves(t) ? wide : plain;
 	size_t adds;
 
 	if (k <= 2) {
 		/* Each insert splits at most one node per level and may add a
 		 * root: the exact worst case, and what single changes hit. */
 		*leaf_kind += k;
-		*inners += k * (t->depth + 1);
+		*wide += k * (t->depth + 1);
 		return;
 	}
 	adds = level_splits(t->nodes, k);
 	*leaf_kind += adds + 1;	/* + the first leaf of an empty tree */
 	for (size_t l = 1; l < levels && adds; l++) {
 		adds = level_splits(t->nodes, adds);
-		*inners += adds + 1;	/* + a new root above this level */
+		*wide += adds + 1;	/* + a new root above this level */
 	}
 }
 
@@ -857,15 +857,15 @@ void bpt_replace(struct bpt *t, struct bpt_pool *pool, uint64_t key,
 
 /* ---- bulk build ----------------------------------------------------- */
 
-void bpt_nodes_for_build(const struct bpt *t, size_t count, size_t *leaves,
-			 size_t *inners)
+void bpt_nodes_for_build(const struct bpt *t, size_t count, size_t *plain,
+			 size_t *wide)
 {
 	size_t n = (count + BPT_FANOUT - 1) / BPT_FANOUT;
 
-	*(wide_leaves(t) ? inners : leaves) += n;
+	*(wide_leaves(t) ? wide : plain) += n;
 	while (n > 1) {
 		n = (n + BPT_FANOUT - 1) / BPT_FANOUT;
-		*inners += n;
+		*wide += n;
 	}
 }
 

@@ -115,16 +115,16 @@ struct bpt {
 
 /*
  * Spare nodes, so that tree changes cannot fail. Writer side only.  Two
- * sizes: "leaves" are plain nodes (the leaves of trees without aux),
- * "inners" are wide nodes (inner nodes, and the leaves of trees with aux).
- * Every count of leaves and inners below means these two sizes.
+ * sizes: plain nodes (the leaves of trees without aux) and wide nodes
+ * (inner nodes, and the leaves of trees with aux).  Every count of
+ * "plain" and "wide" nodes below means these two sizes.
  */
 struct bpt_pool {
 	struct mem_alloc *alloc;
-	struct bpt_node *leaves;	/* free list linked through vals[0] */
-	struct bpt_node *inners;	/* likewise; each is a struct bpt_wide */
-	size_t nleaves;
-	size_t ninners;
+	struct bpt_node *plain;	/* free list linked through vals[0] */
+	struct bpt_node *wide;	/* likewise; each is a struct bpt_wide */
+	size_t nplain;
+	size_t nwide;
 	uint64_t epoch;			/* nodes of this epoch are editable */
 	struct bpt_node *retired;	/* replaced published nodes */
 	size_t nretired;
@@ -137,15 +137,15 @@ void bpt_init(struct bpt *t, uint64_t (*end)(const void *val));
 void bpt_clear(struct bpt *t, struct bpt_pool *pool);
 
 void bpt_pool_init(struct bpt_pool *pool, struct mem_alloc *alloc);
-/* Make sure @pool holds at least @leaves leaves and @inners inners.
+/* Make sure @pool holds at least @plain plain and @wide wide nodes.
  * Return: 0 or -ENOMEM (the pool keeps what it had). */
-int bpt_pool_reserve(struct bpt_pool *pool, size_t leaves, size_t inners);
-/* Add @nd, a leaf's (@leaf) or an inner node's worth of memory from
+int bpt_pool_reserve(struct bpt_pool *pool, size_t plain, size_t wide);
+/* Add @nd, a plain (@plain) or a wide node's worth of memory from
  * anywhere, as a spare. */
-void bpt_pool_add(struct bpt_pool *pool, struct bpt_node *nd, bool leaf);
-/* A spare leaf (@leaf) or inner node if the pool holds more than @keep
+void bpt_pool_add(struct bpt_pool *pool, struct bpt_node *nd, bool plain);
+/* A spare plain (@plain) or wide node if the pool holds more than @keep
  * of them, else NULL; the caller owns it. */
-struct bpt_node *bpt_pool_take(struct bpt_pool *pool, bool leaf, size_t keep);
+struct bpt_node *bpt_pool_take(struct bpt_pool *pool, bool plain, size_t keep);
 /* Free spare nodes beyond @keep of each kind. */
 void bpt_pool_trim(struct bpt_pool *pool, size_t keep);
 
@@ -161,31 +161,31 @@ struct bpt_node *bpt_pool_detach_retired(struct bpt_pool *pool);
 void bpt_retired_free(struct mem_alloc *alloc, struct bpt_node *list);
 
 /*
- * Add to *@leaves and *@inners how many published nodes of @t @ops edits
+ * Add to *@plain and *@wide how many published nodes of @t @ops edits
  * (inserts, removals, replacements) in one epoch may clone.
  */
-void bpt_nodes_for_cow(const struct bpt *t, size_t ops, size_t *leaves,
-		       size_t *inners);
+void bpt_nodes_for_cow(const struct bpt *t, size_t ops, size_t *plain,
+		       size_t *wide);
 
-/* Nodes one insert into @t may take: bpt_insert_leaves(t) leaves (1 or 0)
- * and bpt_insert_inners(t) inners. */
-size_t bpt_insert_leaves(const struct bpt *t);
-size_t bpt_insert_inners(const struct bpt *t);
+/* Nodes one insert into @t may take: bpt_insert_plain(t) plain nodes (1
+ * or 0) and bpt_insert_wide(t) wide ones. */
+size_t bpt_insert_plain(const struct bpt *t);
+size_t bpt_insert_wide(const struct bpt *t);
 
 /*
- * Add to *@leaves and *@inners an upper bound of the nodes @k inserts into
+ * Add to *@plain and *@wide an upper bound of the nodes @k inserts into
  * @t may take, in any order, possibly after removals (not mixed with them:
  * a removal between inserts may merge nodes that then split again).
  */
-void bpt_nodes_for_inserts(const struct bpt *t, size_t k, size_t *leaves,
-			   size_t *inners);
+void bpt_nodes_for_inserts(const struct bpt *t, size_t k, size_t *plain,
+			   size_t *wide);
 
 /*
- * Add to *@leaves and *@inners the nodes bpt_build_merge() takes to make
+ * Add to *@plain and *@wide the nodes bpt_build_merge() takes to make
  * @t hold @count entries (full nodes on every level).
  */
-void bpt_nodes_for_build(const struct bpt *t, size_t count, size_t *leaves,
-			 size_t *inners);
+void bpt_nodes_for_build(const struct bpt *t, size_t count, size_t *plain,
+			 size_t *wide);
 
 /*
  * Bulk insert: rebuild @t bottom up from its entries merged with the @k
@@ -198,7 +198,7 @@ void bpt_build_merge(struct bpt *t, struct bpt_pool *pool, void *const *vals,
 		     size_t k, uint64_t (*key)(const void *));
 
 /* Insert (@key, @val); the pair must not be present and the pool must hold
- * the nodes bpt_insert_leaves(t) and bpt_insert_inners(t) say. */
+ * the nodes bpt_insert_plain(t) and bpt_insert_wide(t) say. */
 void bpt_insert(struct bpt *t, struct bpt_pool *pool, uint64_t key, void *val);
 /* Remove (@key, @val), which must be present; nodes go back to @pool.
  * Nodes that become sparse are merged with a neighbour. */

@@ -97,7 +97,7 @@ static void free_one(struct memslot_vm *vm, struct retire *r,
 	while ((nd = r->nodes)) {
 		r->nodes = nd->retired;
 		/* By size: the leaves of the gfn index are wide. */
-		spares_list_push(&back[nd->wide ? SPARES_INNER : SPARES_LEAF],
+		spares_list_push(&back[nd->wide ? SPARES_WIDE : SPARES_PLAIN],
 				 nd);
 	}
 	for (size_t i = 0; i < r->nslots; i++) {

@@ -302,7 +302,7 @@ static struct change *change_for(struct batch *b, uint32_t id)
 
 	if (c)
 		return c;
-	if (b->overlay && bpt_pool_reserve(&b->tmp, 1, bpt_insert_inners(&b->byid)))
+	if (b->overlay && bpt_pool_reserve(&b->tmp, 1, bpt_insert_wide(&b->byid)))
 		return NULL;
 	c = &b->ch[b->nch++];
 	memset(c, 0, sizeof(*c));
@@ -325,7 +325,7 @@ static int stage(struct batch *b, size_t op, const struct req *q,
 	if (kind != MEMSLOT_CHANGE_DELETE) {
 		s = slot_new(b, q, c->cur);
 		if (!s || (b->overlay && bpt_pool_reserve(&b->tmp, 1,
-					bpt_insert_inners(&b->ranges)))) {
+					bpt_insert_wide(&b->ranges)))) {
 			slot_free(b, s);
 			return -ENOMEM;
 		}
@@ -627,8 +627,8 @@ static int alloc_invalid(struct batch *b)
  * slots (bulk).  Builds start from layouts of the same shape, so one bound
  * per build holds.
  */
-static void count_nodes(const struct batch *b, size_t *leaves,
-			size_t *inners)
+static void count_nodes(const struct batch *b, size_t *plain,
+			size_t *wide)
 {
 	size_t gfn_ins = 0, hva_ins = 0;
 
@@ -637,17 +637,17 @@ static void count_nodes(const struct batch *b, size_t *leaves,
 		hva_ins += enters_hva(b->ch[i].kind);
 	}
 	if (b->any_invalid)
-		set_nodes_for(b->cur, b->nch, 0, 0, 0, leaves, inners);
+		set_nodes_for(b->cur, b->nch, 0, 0, 0, plain, wide);
 	/* New slots (those entering the hva index) come in by a rebuild;
 	 * moves still enter the gfn index one by one. */
 	if (b->nbulk) {
 		gfn_ins -= hva_ins;
 		hva_ins = 0;
-		set_nodes_for_bulk(b->cur, b->nbulk, leaves, inners);
+		set_nodes_for_bulk(b->cur, b->nbulk, plain, wide);
 	}
 	/* A move edits the gfn index twice (out, then in). */
-	set_nodes_for(b->cur, 2 * b->nch, gfn_ins, hva_ins, hva_ins, leaves,
-		      inners);
+	set_nodes_for(b->cur, 2 * b->nch, gfn_ins, hva_ins, hva_ins, plain,
+		      wide);
 }
 
 static size_t bulk_bytes(size_t k)
@@ -730,22 +730,22 @@ static int alloc_dirty(struct batch *b)
 	return 0;
 }
 
-/* Make sure the node pool holds @leaves leaves and @inners inners, taking
+/* Make sure the node pool holds @plain plain and @wide wide nodes, taking
  * them from the spares (nodes a failure leaves there stay spares).
  * Return: 0 or -ENOMEM. */
-static int pool_fill(struct memslot_vm *vm, size_t leaves, size_t inners)
+static int pool_fill(struct memslot_vm *vm, size_t plain, size_t wide)
 {
 	struct bpt_pool *pool = &vm->pool;
 	struct bpt_node *nd;
 
-	while (pool->nleaves < leaves) {
-		nd = spares_take(&vm->spares, SPARES_LEAF);
+	while (pool->nplain < plain) {
+		nd = spares_take(&vm->spares, SPARES_PLAIN);
 		if (!nd)
 			return -ENOMEM;
 		bpt_pool_add(pool, nd, true);
 	}
-	while (pool->ninners < inners) {
-		nd = spares_take(&vm->spares, SPARES_INNER);
+	while (pool->nwide < wide) {
+		nd = spares_take(&vm->spares, SPARES_WIDE);
 		if (!nd)
 			return -ENOMEM;
 		bpt_pool_add(pool, nd, false);
@@ -757,7 +757,7 @@ static int pool_fill(struct memslot_vm *vm, size_t leaves, size_t inners)
 static int reserve(struct batch *b)
 {
 	struct memslot_as *as = &b->vm->as[b->as_id];
-	size_t leaves = 0, inners = 0, grow = id_growth(b);
+	size_t plain = 0, wide = 0, grow = id_growth(b);
 	int r = alloc_dirty(b);
 
 	if (!r)
@@ -767,8 +767,8 @@ static int reserve(struct batch *b)
 	if (!r)
 		r = alloc_bulk(b);
 	if (!r) {
-		count_nodes(b, &leaves, &inners);
-		r = pool_fill(b->vm, leaves, inners);
+		count_nodes(b, &plain, &wide);
+		r = pool_fill(b->vm, plain, wide);
 	}
 	if (!r)
 		r = idmap_reserve(&as->ids, b->used_user_ids + grow,
@@ -1167,9 +1167,9 @@ static void pool_settle(struct batch *b)
 	if (!b->queued)
 		bpt_pool_trim(&vm->pool, POOL_KEEP);
 	while ((nd = bpt_pool_take(&vm->pool, true, POOL_KEEP)))
-		spares_put(&vm->spares, SPARES_LEAF, nd);
+		spares_put(&vm->spares, SPARES_PLAIN, nd);
 	while ((nd = bpt_pool_take(&vm->pool, false, POOL_KEEP)))
-		spares_put(&vm->spares, SPARES_INNER, nd);
+		spares_put(&vm->spares, SPARES_WIDE, nd);
 	spares_settle(&vm->spares, b->queued);
 }
 

@@ -162,14 +162,14 @@ void set_move_in(struct memslot_set *s, struct bpt_pool *pool,
 
 void set_nodes_for(const struct memslot_set *s, size_t edits,
 		   size_t gfn_inserts, size_t hva_inserts, size_t id_inserts,
-		   size_t *leaves, size_t *inners)
+		   size_t *plain, size_t *wide)
 {
-	bpt_nodes_for_cow(&s->gfn, edits, leaves, inners);
-	bpt_nodes_for_cow(&s->hva, edits, leaves, inners);
-	bpt_nodes_for_cow(&s->ids, edits, leaves, inners);
-	bpt_nodes_for_inserts(&s->gfn, gfn_inserts, leaves, inners);
-	bpt_nodes_for_inserts(&s->hva, hva_inserts, leaves, inners);
-	bpt_nodes_for_inserts(&s->ids, id_inserts, leaves, inners);
+	bpt_nodes_for_cow(&s->gfn, edits, plain, wide);
+	bpt_nodes_for_cow(&s->hva, edits, plain, wide);
+	bpt_nodes_for_cow(&s->ids, edits, plain, wide);
+	bpt_nodes_for_inserts(&s->gfn, gfn_inserts, plain, wide);
+	bpt_nodes_for_inserts(&s->hva, hva_inserts, plain, wide);
+	bpt_nodes_for_inserts(&s->ids, id_inserts, plain, wide);
 }
 
 /* ---- bulk inserts ---------------------------------------------------- */
@@ -194,11 +194,11 @@ bool set_bulk_pays(const struct memslot_set *s, size_t k)
 }
 
 void set_nodes_for_bulk(const struct memslot_set *s, size_t k,
-			size_t *leaves, size_t *inners)
+			size_t *plain, size_t *wide)
 {
-	bpt_nodes_for_build(&s->gfn, s->gfn.count + k, leaves, inners);
-	bpt_nodes_for_build(&s->hva, s->hva.count + k, leaves, inners);
-	bpt_nodes_for_build(&s->ids, s->ids.count + k, leaves, inners);
+	bpt_nodes_for_build(&s->gfn, s->gfn.count + k, plain, wide);
+	bpt_nodes_for_build(&s->hva, s->hva.count + k, plain, wide);
+	bpt_nodes_for_build(&s->ids, s->ids.count + k, plain, wide);
 }
 
 size_t set_bulk_scratch(size_t k)

@@ -198,13 +198,13 @@ void set_move_in(struct memslot_set *s, struct bpt_pool *pool,
 		 struct memslot_slot *old, struct memslot_slot *new_slot);
 
 /*
- * Add to *@leaves and *@inners the nodes one build of a new layout from
+ * Add to *@plain and *@wide the nodes one build of a new layout from
  * @s may take: @edits slot edits of any kind, of which @gfn_inserts and
  * @hva_inserts insert into those indexes and @id_inserts add ids.
  */
 void set_nodes_for(const struct memslot_set *s, size_t edits,
 		   size_t gfn_inserts, size_t hva_inserts, size_t id_inserts,
-		   size_t *leaves, size_t *inners);
+		   size_t *plain, size_t *wide);
 
 /*
  * Bulk inserts (a transaction of many creates): the three indexes are
@@ -217,7 +217,7 @@ void set_nodes_for(const struct memslot_set *s, size_t edits,
  */
 bool set_bulk_pays(const struct memslot_set *s, size_t k);
 void set_nodes_for_bulk(const struct memslot_set *s, size_t k,
-			size_t *leaves, size_t *inners);
+			size_t *plain, size_t *wide);
 size_t set_bulk_scratch(size_t k);
 void set_insert_bulk(struct memslot_set *s, struct bpt_pool *pool,
 		     void **slots, size_t k, void *scratch);

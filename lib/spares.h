@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Private: spare objects for deferred changes, one stock per kind (index
- * leaves and inners, slot objects, layout headers, small retire records).
+ * Private: spare objects for deferred changes, one stock per kind (plain
+ * and wide index nodes, slot objects, layout headers, small retire
+ * records).
  *
  * A deferred change takes objects on the writer's thread; the reclaim
  * thread gets them back after a grace period.  If the writer paid for the
@@ -38,8 +39,8 @@
 #include "alloc.h"
 
 enum spares_kind {
-	SPARES_LEAF,
-	SPARES_INNER,
+	SPARES_PLAIN,
+	SPARES_WIDE,
 	SPARES_SLOT,
 	SPARES_SET,
 	SPARES_RETIRE,

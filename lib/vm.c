@@ -37,8 +37,8 @@ static void as_destroy(struct memslot_vm *vm, unsigned int as_id)
 
 /* Object sizes of each kind of spare (spares.h). */
 static const size_t spare_sizes[SPARES_KINDS] = {
-	[SPARES_LEAF] = sizeof(struct bpt_node),
-	[SPARES_INNER] = sizeof(struct bpt_wide),
+	[SPARES_PLAIN] = sizeof(struct bpt_node),
+	[SPARES_WIDE] = sizeof(struct bpt_wide),
 	[SPARES_SLOT] = sizeof(struct memslot_slot),
 	[SPARES_SET] = sizeof(struct memslot_set),
 	[SPARES_RETIRE] = sizeof(struct retire) +

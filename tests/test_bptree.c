@@ -179,13 +179,13 @@ static uint64_t random_end(struct harness *h, uint64_t key)
 }
 
 /* Make the pool hold exactly what one copy-on-write edit may clone, plus
- * @leaves and @inners. */
-static void h_reserve(struct harness *h, size_t leaves, size_t inners)
+ * @plain and @wide nodes. */
+static void h_reserve(struct harness *h, size_t plain, size_t wide)
 {
 	if (h->cow)
-		bpt_nodes_for_cow(&h->t, 1, &leaves, &inners);
+		bpt_nodes_for_cow(&h->t, 1, &plain, &wide);
 	bpt_pool_trim(&h->pool, 0);
-	assert_int_equal(bpt_pool_reserve(&h->pool, leaves, inners), 0);
+	assert_int_equal(bpt_pool_reserve(&h->pool, plain, wide), 0);
 }
 
 /* Insert @it with a pool that holds exactly what bpt_insert() may take. */
@@ -193,7 +193,7 @@ static void h_insert_item(struct harness *h, struct item *it)
 {
 	it->end = random_end(h, it->key);
 	it->aux = tc_rng(&h->rng);
-	h_reserve(h, bpt_insert_leaves(&h->t), bpt_insert_inners(&h->t));
+	h_reserve(h, bpt_insert_plain(&h->t), bpt_insert_wide(&h->t));
 	bpt_insert(&h->t, &h->pool, it->key, it);
 	ref_insert(h, it);
 }
@@ -214,11 +214,11 @@ static void h_remove(struct harness *h, size_t r)
 
 	if (h->cow)
 		h_reserve(h, 0, 0);
-	nodes = h->pool.nleaves + h->pool.ninners;
+	nodes = h->pool.nplain + h->pool.nwide;
 	bpt_remove(&h->t, &h->pool, it->key, it);
 	ref_remove(h, r);
 	/* Removing never takes nodes from the pool (unless it clones). */
-	assert_true(h->cow || h->pool.nleaves + h->pool.ninners >= nodes);
+	assert_true(h->cow || h->pool.nplain + h->pool.nwide >= nodes);
 }
 
 static void h_replace(struct harness *h, size_t r)
@@ -667,16 +667,16 @@ static size_t count_leaves(const struct bpt *t)
 {
 	struct bpt_iter it;
 	const void *last = NULL;
-	size_t leaves = 0;
+	size_t plain = 0;
 
 	bpt_iter_seek_le(&it, t, 0);
 	while (it.depth) {
 		if (it.node[it.depth - 1] != last)
-			leaves++;
+			plain++;
 		last = it.node[it.depth - 1];
 		bpt_iter_next(&it);
 	}
-	return leaves;
+	return plain;
 }
 
 static void fill_and_measure(enum kind kind, bool ascending)
@@ -758,7 +758,7 @@ static int item_cmp(const void *a, const void *b)
  */
 static void bulk_round(enum kind kind, size_t n, size_t k, uint64_t nkeys)
 {
-	size_t leaves = 0, inners = 0;
+	size_t plain = 0, wide = 0;
 	struct snapshot sn;
 	struct harness h;
 	void **vals = calloc(k + 1, sizeof(*vals));
@@ -782,11 +782,11 @@ static void bulk_round(enum kind kind, size_t n, size_t k, uint64_t nkeys)
 		vals[i] = it;
 	}
 	qsort(vals, k, sizeof(*vals), item_cmp);
-	bpt_nodes_for_build(&h.t, n + k, &leaves, &inners);
+	bpt_nodes_for_build(&h.t, n + k, &plain, &wide);
 	bpt_pool_trim(&h.pool, 0);
-	assert_int_equal(bpt_pool_reserve(&h.pool, leaves, inners), 0);
+	assert_int_equal(bpt_pool_reserve(&h.pool, plain, wide), 0);
 	bpt_build_merge(&h.t, &h.pool, vals, k, item_key);
-	assert_int_equal(h.pool.nleaves + h.pool.ninners, 0);
+	assert_int_equal(h.pool.nplain + h.pool.nwide, 0);
 	for (size_t i = 0; i < k; i++) {
 		((struct item *)vals[i])->pinned = false;
 		ref_insert(&h, vals[i]);
@@ -857,25 +857,25 @@ static void test_pool_enomem(void **state)
 	tc_alloc_fail_from(&f, 0);
 	mem_alloc_init(&alloc, &f.ops);
 	bpt_pool_init(&pool, &alloc);
-	tc_alloc_fail_from(&f, 2);	/* fails among the leaves */
+	tc_alloc_fail_from(&f, 2);	/* fails among the plain nodes */
 	assert_int_equal(bpt_pool_reserve(&pool, 4, 4), -ENOMEM);
-	assert_int_equal(pool.nleaves, 2);
-	assert_int_equal(pool.ninners, 0);
-	tc_alloc_fail_from(&f, 5);	/* fails among the inners */
+	assert_int_equal(pool.nplain, 2);
+	assert_int_equal(pool.nwide, 0);
+	tc_alloc_fail_from(&f, 5);	/* fails among the wide nodes */
 	assert_int_equal(bpt_pool_reserve(&pool, 4, 4), -ENOMEM);
-	assert_int_equal(pool.nleaves, 4);
-	assert_int_equal(pool.ninners, 3);
+	assert_int_equal(pool.nplain, 4);
+	assert_int_equal(pool.nwide, 3);
 	assert_int_equal(alloc.bytes, 4 * sizeof(struct bpt_node) +
 				      3 * sizeof(struct bpt_wide));
 	assert_int_equal(bpt_pool_reserve(&pool, 4, 3), 0);	/* no malloc */
 	bpt_pool_trim(&pool, 1);
-	assert_int_equal(pool.nleaves, 1);
-	assert_int_equal(pool.ninners, 1);
+	assert_int_equal(pool.nplain, 1);
+	assert_int_equal(pool.nwide, 1);
 	bpt_pool_trim(&pool, 0);
 	assert_int_equal(alloc.bytes, 0);
 	assert_int_equal(f.blocks, 0);
-	assert_null(pool.leaves);
-	assert_null(pool.inners);
+	assert_null(pool.plain);
+	assert_null(pool.wide);
 }
 
 /* A tree's nodes go back to the pool on clear, and the pool frees them. */
@@ -893,8 +893,8 @@ static void test_clear_returns_nodes(void **state)
 	assert_true(held > 0);
 	bpt_clear(&h.t, &h.pool);
 	assert_int_equal(h.alloc.bytes, held);
-	assert_int_equal(h.pool.nleaves * sizeof(struct bpt_node) +
-			 h.pool.ninners * sizeof(struct bpt_wide), held);
+	assert_int_equal(h.pool.nplain * sizeof(struct bpt_node) +
+			 h.pool.nwide * sizeof(struct bpt_wide), held);
 	assert_int_equal(h.t.count, 0);
 	assert_int_equal(h.t.depth, 0);
 	for (k = 0; k < h.nitems; k++)
@@ -921,7 +921,7 @@ static void test_empty_tree(void **state)
 	bpt_overlap_init(&it, &h.t, 0, UINT64_MAX);
 	assert_null(bpt_overlap_next(&it, 0, UINT64_MAX));
 	assert_int_equal(bpt_check(&h.t), 0);
-	assert_true(bpt_insert_inners(&h.t) >= 1);
+	assert_true(bpt_insert_wide(&h.t) >= 1);
 	/* Key 0 and the largest legal key. */
 	h_insert(&h, 0);
 	h_insert(&h, UINT64_MAX - 1);

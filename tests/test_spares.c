@@ -150,10 +150,10 @@ static void test_take_put(void **state)
 	assert_ptr_equal(p, q);
 	assert_int_equal(f->c.mallocs, 1);
 	/* another kind has its own lists */
-	q = spares_take(&f->sp, SPARES_INNER);
+	q = spares_take(&f->sp, SPARES_WIDE);
 	assert_ptr_not_equal(p, q);
 	assert_int_equal(f->c.mallocs, 2);
-	spares_put(&f->sp, SPARES_INNER, q);
+	spares_put(&f->sp, SPARES_WIDE, q);
 	spares_put(&f->sp, SPARES_SLOT, p);
 	f->c.fail_after = f->c.mallocs;
 	assert_null(spares_take(&f->sp, SPARES_SET));
@@ -168,20 +168,20 @@ static void test_restock_fills(void **state)
 	size_t want;
 	long before;
 
-	take_back(f, SPARES_LEAF, 100);
+	take_back(f, SPARES_PLAIN, 100);
 	assert_int_equal(f->c.mallocs, 100);
 	spares_restock(&f->sp, f->back);
-	want = spares_target(&f->sp, SPARES_LEAF);
+	want = spares_target(&f->sp, SPARES_PLAIN);
 	assert_true(want >= 100 + SPARES_STOCK_MIN);
-	assert_int_equal(spares_stocked(&f->sp, SPARES_LEAF), want);
+	assert_int_equal(spares_stocked(&f->sp, SPARES_PLAIN), want);
 	assert_int_equal(f->c.mallocs,
 			 (long)want + (SPARES_KINDS - 1) * SPARES_STOCK_MIN);
 	/* other kinds keep their minimum */
 	assert_int_equal(spares_stocked(&f->sp, SPARES_SLOT), SPARES_STOCK_MIN);
 	before = f->c.mallocs;
-	take_back(f, SPARES_LEAF, want);
+	take_back(f, SPARES_PLAIN, want);
 	assert_int_equal(f->c.mallocs, before);
-	assert_int_equal(spares_stocked(&f->sp, SPARES_LEAF), 0);
+	assert_int_equal(spares_stocked(&f->sp, SPARES_PLAIN), 0);
 	spares_restock(&f->sp, f->back);
 }
 
@@ -286,16 +286,16 @@ static void test_restock_nomem(void **state)
 	struct fixture *f = *state;
 	long before;
 
-	take_back(f, SPARES_LEAF, 50);
+	take_back(f, SPARES_PLAIN, 50);
 	f->c.fail_after = f->c.mallocs + 30;
 	spares_restock(&f->sp, f->back);
-	assert_int_equal(spares_stocked(&f->sp, SPARES_LEAF), 80);
+	assert_int_equal(spares_stocked(&f->sp, SPARES_PLAIN), 80);
 	/* the other kinds got nothing; the writer still can, later */
 	assert_int_equal(spares_stocked(&f->sp, SPARES_SLOT), 0);
 	before = f->c.mallocs;
-	take_back(f, SPARES_LEAF, 80);
+	take_back(f, SPARES_PLAIN, 80);
 	assert_int_equal(f->c.mallocs, before);
-	assert_null(spares_take(&f->sp, SPARES_LEAF));
+	assert_null(spares_take(&f->sp, SPARES_PLAIN));
 	f->c.fail_after = -1;
 	spares_restock(&f->sp, f->back);
 }
