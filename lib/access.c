@@ -346,9 +346,7 @@ static inline bool vcpu_one_page(struct memslot_vcpu *vcpu,
 	/* Unsigned: len 0 wraps and takes the walk, which touches nothing. */
 	if ((uint64_t)len - 1 >= (1ull << shift) - in_page)
 		return false;
-	if (!vcpu_holds(vcpu, atomic_load_explicit(
-			      &((const struct memslot_set *)view)->generation,
-			      memory_order_relaxed), gfn) ||
+	if (!vcpu_holds_in(vcpu, (const struct memslot_set *)view, gfn) ||
 	    vcpu_entry_to_hva(vcpu, gfn, write, hva))
 		return false;
 	*hva += in_page;

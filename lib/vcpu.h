@@ -44,15 +44,14 @@ static inline bool vcpu_holds(const struct memslot_vcpu *vcpu, uint64_t gen,
 	return gen == vcpu->gen && gfn - vcpu->base < vcpu->npages;
 }
 
-/* The cached slot if it belongs to @set's layout and holds @gfn. */
-static inline const struct memslot_slot *
-vcpu_hit(const struct memslot_vcpu *vcpu, const struct memslot_set *set,
-	 uint64_t gfn)
+/* Whether the entry belongs to @set's layout and holds @gfn (the held
+ * entry's slot is then never NULL). */
+static inline bool vcpu_holds_in(const struct memslot_vcpu *vcpu,
+				 const struct memslot_set *set, uint64_t gfn)
 {
-	uint64_t gen = atomic_load_explicit(&set->generation,
-					    memory_order_relaxed);
-
-	return vcpu_holds(vcpu, gen, gfn) ? vcpu->slot : NULL;
+	return vcpu_holds(vcpu, atomic_load_explicit(&set->generation,
+						     memory_order_relaxed),
+			  gfn);
 }
 
 /* memslot_slot_gfn_to_hva()'s verdicts for @gfn, which the entry holds,
