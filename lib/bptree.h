@@ -321,19 +321,6 @@ static inline void *bpt_find_cover(const struct bpt *t, uint64_t key)
 	return bpt_cover_cell(t, key, false, &nd, &i) ? nd->vals[i] : NULL;
 }
 
-/*
- * bpt_find_cover() that also says where the entry is, for a cache of
- * positions (the set-wide last-used cache).  *@leaf and *@pos are set
- * only on a hit.
- */
-static inline void *bpt_find_cover_at(const struct bpt *t, uint64_t key,
-				      const struct bpt_node **leaf,
-				      unsigned int *pos)
-{
-	return bpt_cover_cell(t, key, false, leaf, pos) ? (*leaf)->vals[*pos]
-							 : NULL;
-}
-
 /* What a wide leaf holds of one entry. */
 struct bpt_hit {
 	void *val;

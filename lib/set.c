@@ -93,8 +93,9 @@ void set_cache_settle(struct memslot_set *s)
 	unsigned int pos;
 	uintptr_t w = set_cache_empty();
 
-	if (slot && bpt_find_cover_at(&s->gfn, slot->base_gfn, &leaf, &pos) ==
-			    slot)
+	if (slot &&
+	    bpt_cover_cell(&s->gfn, slot->base_gfn, false, &leaf, &pos) &&
+	    leaf->vals[pos] == slot)
 		w = set_cell(leaf, pos);
 	atomic_store_explicit(&s->last_used, w, memory_order_relaxed);
 	s->cache_slot = NULL;

@@ -77,17 +77,25 @@ static const struct memslot_slot *vcpu_miss(struct memslot_vcpu *vcpu,
 	return h.val;
 }
 
-const struct memslot_slot *
-memslot_vcpu_view_gfn_to_slot(struct memslot_vcpu *vcpu,
-			      const struct memslot_view *view, uint64_t gfn)
+/* The hit inline in both entry points; the miss out of line. */
+static inline const struct memslot_slot *
+vcpu_set_gfn_to_slot(struct memslot_vcpu *vcpu, const struct memslot_set *set,
+		     uint64_t gfn)
 {
-	const struct memslot_set *set = (const struct memslot_set *)view;
 	uint64_t gen = atomic_load_explicit(&set->generation,
 					    memory_order_relaxed);
 
 	if (vcpu_holds(vcpu, gen, gfn))
 		return vcpu->slot;
 	return vcpu_miss(vcpu, set, gen, gfn);
+}
+
+const struct memslot_slot *
+memslot_vcpu_view_gfn_to_slot(struct memslot_vcpu *vcpu,
+			      const struct memslot_view *view, uint64_t gfn)
+{
+	return vcpu_set_gfn_to_slot(vcpu, (const struct memslot_set *)view,
+				    gfn);
 }
 
 /* The active layout of @as_id (< vcpu->nr_as, unchecked), clamped. */
@@ -107,16 +115,9 @@ const struct memslot_slot *memslot_vcpu_gfn_to_slot(struct memslot_vcpu *vcpu,
 						    unsigned int as_id,
 						    uint64_t gfn)
 {
-	const struct memslot_set *set;
-	uint64_t gen;
-
 	if (as_id >= vcpu->nr_as)
 		return NULL;
-	set = vcpu_active(vcpu, as_id);
-	gen = atomic_load_explicit(&set->generation, memory_order_relaxed);
-	if (vcpu_holds(vcpu, gen, gfn))
-		return vcpu->slot;
-	return vcpu_miss(vcpu, set, gen, gfn);
+	return vcpu_set_gfn_to_slot(vcpu, vcpu_active(vcpu, as_id), gfn);
 }
 
 /* A translation's miss: after the lookup the entry holds the slot found. */
