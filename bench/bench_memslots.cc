@@ -433,6 +433,9 @@ public:
 	{
 		if (C == Cache::set)
 			return memslot_gfn_to_hva(vm_, 0, gfn, false, hva) == 0;
+		if (C == Cache::vcpu)
+			return memslot_vcpu_gfn_to_hva(vcpus_[0], 0, gfn, false,
+						       hva) == 0;
 		return memslot_slot_gfn_to_hva(
 			static_cast<const memslot_slot *>(lookup(gfn)), gfn,
 			false, hva) == 0;
