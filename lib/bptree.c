@@ -939,6 +939,9 @@ static void drop_all(struct bpt_pool *pool, struct bpt_node *nd)
 	node_drop(pool, nd);
 }
 
+/* Values ahead of the one added that bpt_build_merge() starts loading. */
+#define BUILD_AHEAD 16
+
 static void build_entry(struct builder *bd, void *val,
 			uint64_t (*key)(const void *))
 {
@@ -966,6 +969,11 @@ void bpt_build_merge(struct bpt *t, struct bpt_pool *pool, void *const *vals,
 			build_entry(&bd, o, key);
 			o = bpt_iter_next(&it);
 		} else {
+			/* The values come sorted by key, which for a big
+			 * batch is not their order in memory: each key()
+			 * would wait for a miss of its own. */
+			if (i + BUILD_AHEAD < k)
+				__builtin_prefetch(vals[i + BUILD_AHEAD]);
 			build_entry(&bd, vals[i++], key);
 		}
 	}
