@@ -13,6 +13,7 @@ static int as_init(struct memslot_vm *vm, unsigned int as_id)
 	if (!set)
 		return -ENOMEM;
 	atomic_init(&vm->active[as_id], set);
+	atomic_init(&vm->as[as_id].generation, as_id);
 	idmap_init(&vm->as[as_id].ids, &vm->alloc, vm->cfg.user_slots);
 	return 0;
 }
@@ -193,8 +194,9 @@ uint64_t memslot_generation(struct memslot_vm *vm, unsigned int as_id)
 {
 	if (!vm || as_id >= vm->nr_as)
 		return 0;
-	return atomic_load_explicit(&vm_active(vm, as_id)->generation,
-				    memory_order_relaxed);
+	as_id = (unsigned int)memslot_array_index_nospec(as_id, vm->nr_as);
+	return atomic_load_explicit(&vm->as[as_id].generation,
+				    memory_order_acquire);
 }
 
 /* ---- writer side ---------------------------------------------------------- */
@@ -235,6 +237,15 @@ static void vm_store_active(struct memslot_vm *vm, unsigned int as_id,
 	notifier_swap_end(&vm->nt);
 }
 
+/* After the set it names is published, so that a thread that reads a
+ * generation finds that layout (or a newer one) active. */
+static void vm_mirror_generation(struct memslot_vm *vm, unsigned int as_id,
+				 uint64_t gen)
+{
+	atomic_store_explicit(&vm->as[as_id].generation, gen,
+			      memory_order_release);
+}
+
 struct memslot_set *vm_publish(struct memslot_vm *vm, unsigned int as_id,
 			       struct memslot_set *next, uint64_t delta,
 			       struct retire *pending)
@@ -249,6 +260,7 @@ struct memslot_set *vm_publish(struct memslot_vm *vm, unsigned int as_id,
 		atomic_store_explicit(&next->generation, gen + delta,
 				      memory_order_relaxed);
 		vm_store_active(vm, as_id, next, pending);
+		vm_mirror_generation(vm, as_id, gen + delta);
 		return prev;
 	}
 	/* While the swap is in flight the generation carries bit 63, so a
@@ -256,11 +268,13 @@ struct memslot_set *vm_publish(struct memslot_vm *vm, unsigned int as_id,
 	atomic_store_explicit(&next->generation, gen | SET_GEN_IN_PROGRESS,
 			      memory_order_relaxed);
 	vm_store_active(vm, as_id, next, NULL);
+	vm_mirror_generation(vm, as_id, gen | SET_GEN_IN_PROGRESS);
 	vm->rcu.synchronize(vm->rcu.ctx);
 	/* Address space i only uses generations congruent to i mod nr_as,
 	 * so generations are unique across address spaces. */
 	atomic_store_explicit(&next->generation, gen + delta,
 			      memory_order_release);
+	vm_mirror_generation(vm, as_id, gen + delta);
 	return prev;
 }
 

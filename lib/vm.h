@@ -30,6 +30,10 @@ struct memslot_as {
 	uint64_t used_ids;
 	uint64_t used_user_ids;
 	uint64_t total_pages;
+	/* The active set's generation, kept here for memslot_generation():
+	 * a thread outside a read section may not dereference the set,
+	 * which a writer can free as soon as it is replaced. */
+	_Atomic uint64_t generation;
 };
 
 struct memslot_vm {

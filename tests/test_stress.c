@@ -826,6 +826,73 @@ static void test_consistency_counter(void **state)
 	run_consistency(memslot_rcu_counter(), false);
 }
 
+/* ---- generations read outside read sections -------------------------- */
+
+struct gen_poll {
+	struct memslot_vm *vm;
+	atomic_bool stop;
+	atomic_ulong reads;
+	atomic_int errors;
+};
+
+/* memslot_generation() from a thread that never registers nor enters a
+ * read section, as its contract allows: every value must belong to its
+ * address space and, without the in-flight bit, never go back. */
+static void *gen_poller(void *arg)
+{
+	struct gen_poll *p = arg;
+	uint64_t last[2] = { 0, 1 };
+
+	while (!atomic_load(&p->stop)) {
+		for (unsigned int as = 0; as < 2; as++) {
+			uint64_t g = memslot_generation(p->vm, as) &
+				     ~(1ull << 63);
+
+			if (g % 2 != as || g < last[as])
+				atomic_fetch_add(&p->errors, 1);
+			last[as] = g;
+		}
+		atomic_fetch_add(&p->reads, 1);
+	}
+	return NULL;
+}
+
+/* A writer replaces layouts (so their headers go back to the spares and
+ * out of them) while the poller reads; sanitizers see any read of a
+ * replaced header. */
+static void test_generation_outside_sections(void **state)
+{
+	struct memslot_config cfg;
+	struct gen_poll p = { 0 };
+	struct memslot_region r = { 0 };
+	pthread_t th;
+	double end = tc_now() + tc_stress_seconds(3.0) / 3;
+	unsigned long changes = 0;
+
+	(void)state;
+	memslot_config_init_x86_64(&cfg);
+	cfg.nr_as = 2;		/* the SMM address space too */
+	cfg.rcu = default_rcu();
+	assert_int_equal(memslot_vm_create(&cfg, &p.vm), 0);
+	r.memory_size = 16 * PAGE;
+	r.userspace_addr = 0x100000000ull;
+	assert_int_equal(memslot_set_region(p.vm, &r, NULL), 0);
+	assert_int_equal(pthread_create(&th, NULL, gen_poller, &p), 0);
+	while (tc_now() < end || changes < 100) {
+		r.guest_phys_addr = (changes + 1) % 2 * 64 * PAGE;
+		assert_int_equal(memslot_set_region(p.vm, &r, NULL), 0);
+		changes++;
+	}
+	atomic_store(&p.stop, true);
+	pthread_join(th, NULL);
+	print_message("%lu moves, %lu polls\n", changes,
+		      (unsigned long)atomic_load(&p.reads));
+	assert_int_equal(atomic_load(&p.errors), 0);
+	/* Each blocking move adds 2 * nr_as, and reads see the last one. */
+	assert_int_equal(memslot_generation(p.vm, 0), 2 * (1 + 2 * changes));
+	memslot_vm_destroy(p.vm);
+}
+
 /* ---- KVM's memslot_modification_stress_test -------------------------- */
 
 /*
@@ -1005,6 +1072,7 @@ int main(void)
 		cmocka_unit_test(test_consistency_counter),
 		cmocka_unit_test(test_consistency_deferred),
 		cmocka_unit_test(test_pairs_through_views),
+		cmocka_unit_test(test_generation_outside_sections),
 		cmocka_unit_test(test_modification_stress),
 	};
 

@@ -562,7 +562,9 @@ void memslot_read_unlock(struct memslot_vm *vm);
  *
  * Bit 63 is set while a swap is in progress.  Generations of address space
  * i are congruent to i modulo nr_as.
- * Context: any thread.
+ * Context: any thread, inside a read section or not.  Read outside one,
+ * the number is that of a layout published by then: one a concurrent
+ * change has not yet replaced, or its successor.
  * Return: the generation, or 0 for an out-of-range @as_id.
  */
 uint64_t memslot_generation(struct memslot_vm *vm, unsigned int as_id);
