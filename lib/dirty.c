@@ -112,9 +112,10 @@ void slot_mark_dirty(const struct memslot_slot *slot, uint64_t first_page,
 		unsigned int lo = (unsigned int)(first_page % WORD_BITS);
 
 		w = memslot_array_index_nospec(w, nwords(n));
+		/* Release, as dirty_mark_offset() says why. */
 		atomic_fetch_or_explicit(&map[w],
 			bits(lo, lo + (unsigned int)(stop - first_page)),
-			memory_order_relaxed);
+			memory_order_release);
 		first_page = stop;
 	}
 }
@@ -359,9 +360,10 @@ int memslot_get_dirty_log(struct memslot_vm *vm, uint32_t slot,
 		r = -EFAULT;
 	} else if (vm->dirty.manual) {
 		/* Manual protect: the VMM clears with memslot_clear_dirty_log. */
+		/* Acquire: pairs with the marks' release. */
 		for (uint64_t i = 0; i < nwords(s->npages); i++)
 			bitmap[i] = atomic_load_explicit(&map[i],
-							 memory_order_relaxed);
+							 memory_order_acquire);
 	} else {
 		take_all(vm, s, bitmap, false);
 	}
@@ -484,7 +486,7 @@ int memslot_dirty_merge(struct memslot_vm *vm, uint32_t slot,
 
 		if (w)
 			atomic_fetch_or_explicit(&live(s)[i], w,
-						 memory_order_relaxed);
+						 memory_order_release);
 	}
 	vm_writer_unlock(vm);
 	return bitmap ? 0 : -EFAULT;

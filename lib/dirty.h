@@ -79,7 +79,10 @@ void slot_mark_dirty(const struct memslot_slot *slot, uint64_t first_page,
 		     uint64_t npages);
 
 /* One page at offset @off < slot->mark_npages, already clamped.  Acquire:
- * a half a harvest switched to was cleared before the switch. */
+ * a half a harvest switched to was cleared before the switch.  Release
+ * OR: a harvest that takes the bit (acquire) also sees the bytes written
+ * to the page before the mark, so a VMM that copies the page after the
+ * harvest never sends stale contents.  Free on x86-64 (a locked OR). */
 static inline void dirty_mark_offset(const struct memslot_slot *slot,
 				     uint64_t off)
 {
@@ -87,7 +90,7 @@ static inline void dirty_mark_offset(const struct memslot_slot *slot,
 		atomic_load_explicit(&slot->dirty_live, memory_order_acquire);
 
 	atomic_fetch_or_explicit(&map[off / 64], 1ull << (off % 64),
-				 memory_order_relaxed);
+				 memory_order_release);
 }
 
 /* The hot path: one page by gfn, for the lookup-and-mark calls.  One

@@ -236,9 +236,12 @@ static void call_change(struct memslot_vm *vm, const struct memslot_slot *slot,
 /*
  * Widen the range faults check by [@start, @end).  The first hit of an
  * invalidation when none is in progress starts a fresh union (KVM resets
- * its range in kvm_mmu_invalidate_begin).  Relaxed stores: a fault that
- * checks under the consumer's lock sees them through that lock, since
- * every hook of the invalidation takes it after these stores.
+ * its range in kvm_mmu_invalidate_begin).  A fault that checks under the
+ * consumer's lock sees these stores through that lock, since every hook
+ * of the invalidation takes it after them.  Release stores all the same:
+ * a fault may read the range of an invalidation that began after the one
+ * it raced ended, and must then also see that one's sequence bump, which
+ * the lock ordered before these stores (on x86-64 they are plain moves).
  */
 static void range_add(struct notifier *nt, uint64_t start, uint64_t end,
 		      bool fresh)
@@ -252,9 +255,9 @@ static void range_add(struct notifier *nt, uint64_t start, uint64_t end,
 		e = RANGE_EMPTY_END;
 	}
 	atomic_store_explicit(&nt->range_start, start < s ? start : s,
-			      memory_order_relaxed);
+			      memory_order_release);
 	atomic_store_explicit(&nt->range_end, end > e ? end : e,
-			      memory_order_relaxed);
+			      memory_order_release);
 }
 
 /*
@@ -513,14 +516,17 @@ bool memslot_notifier_retry(struct memslot_vm *vm, uint64_t seq,
 	struct notifier *nt = &vm->nt;
 
 	/* Acquire on the count orders the sequence load after it (KVM's
-	 * smp_rmb() in mmu_invalidate_retry). */
+	 * smp_rmb() in mmu_invalidate_retry), and acquire on the range
+	 * (KVM reads it under mmu_lock): if it comes from an invalidation
+	 * newer than the one that ends the race, the sequence read below
+	 * sees that one's bump, and the fault retries. */
 	if (__builtin_expect(atomic_load_explicit(&nt->in_progress,
 						  memory_order_acquire) != 0,
 			     0)) {
 		uint64_t s = atomic_load_explicit(&nt->range_start,
-						  memory_order_relaxed);
+						  memory_order_acquire);
 		uint64_t e = atomic_load_explicit(&nt->range_end,
-						  memory_order_relaxed);
+						  memory_order_acquire);
 
 		if (gfn >= s && gfn < e)
 			return true;

@@ -103,8 +103,9 @@ static const struct memslot_set *vcpu_active(const struct memslot_vcpu *vcpu,
 					     unsigned int as_id)
 {
 	as_id = (unsigned int)memslot_array_index_nospec(as_id, vcpu->nr_as);
+	/* Sequentially consistent, as vm_active() says why. */
 	return atomic_load_explicit(&vcpu->active[as_id],
-				    memory_order_acquire);
+				    memory_order_seq_cst);
 }
 
 /*

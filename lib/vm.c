@@ -233,7 +233,8 @@ static void vm_store_active(struct memslot_vm *vm, unsigned int as_id,
 	 * the slots invalidations reach until they are flushed. */
 	if (pending)
 		notifier_pend(&vm->nt, pending);
-	atomic_store_explicit(&vm->active[as_id], next, memory_order_release);
+	/* Sequentially consistent: see vm_active(). */
+	atomic_store_explicit(&vm->active[as_id], next, memory_order_seq_cst);
 	notifier_swap_end(&vm->nt);
 }
 

@@ -60,12 +60,20 @@ struct memslot_vm {
 	struct dirty_vm dirty;
 };
 
-/* The active layout of @as_id, which the caller has bounds-checked. */
+/*
+ * The active layout of @as_id, which the caller has bounds-checked.
+ * Sequentially consistent, as the publish: a grace-period backend that
+ * orders readers with atomics alone (the counter backend: announce the
+ * section, then load the layout; the writer publishes, then scans the
+ * announcements) needs all four accesses in one total order, else a
+ * reader could load the old layout and the writer miss its announcement.
+ * On x86-64 the load is the same plain move as an acquire one.
+ */
 static inline struct memslot_set *vm_active(const struct memslot_vm *vm,
 					    unsigned int as_id)
 {
 	as_id = (unsigned int)memslot_array_index_nospec(as_id, vm->nr_as);
-	return atomic_load_explicit(&vm->active[as_id], memory_order_acquire);
+	return atomic_load_explicit(&vm->active[as_id], memory_order_seq_cst);
 }
 
 /* The active set of @as_id as a view, for the VM-level wrappers. */
