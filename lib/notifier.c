@@ -159,6 +159,11 @@ static int consumer_add(struct memslot_vm *vm,
 	return 0;
 }
 
+bool notifier_in_hook(void)
+{
+	return hook_depth != 0;
+}
+
 int memslot_notifier_register(struct memslot_vm *vm,
 			      const struct memslot_notifier_ops *ops)
 {

@@ -57,6 +57,9 @@ struct notifier {
 };
 
 void notifier_init(struct notifier *nt);
+/* Whether the calling thread is inside a notifier hook: it holds the
+ * notifier lock, which a writer holding the writer lock may wait for. */
+bool notifier_in_hook(void);
 /* Free the consumer list; no invalidation may be active. */
 void notifier_destroy(struct notifier *nt, struct mem_alloc *alloc);
 

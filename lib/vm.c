@@ -153,7 +153,8 @@ void memslot_vm_destroy(struct memslot_vm *vm)
  * grace-period domains of liburcu and of the counter backend are
  * process-wide, so a writer waiting inside any read section would wait
  * for itself forever, and a hook calling a writer function would take a
- * lock its own thread holds.  Counted in every build: the cost is one
+ * lock its own thread holds (a notifier hook holds the notifier lock, which
+ * a publishing writer waits for).  Counted in every build: the cost is one
  * thread-local add per section, not per lookup.
  */
 static MEMSLOT_TLS_FAST unsigned int read_depth;
@@ -161,7 +162,7 @@ static MEMSLOT_TLS_FAST unsigned int writer_depth;
 
 bool vm_may_wait(void)
 {
-	return read_depth == 0 && writer_depth == 0;
+	return read_depth == 0 && writer_depth == 0 && !notifier_in_hook();
 }
 
 void memslot_thread_register(struct memslot_vm *vm)

@@ -56,7 +56,7 @@ struct fixture {
 	int ncalls;
 	int order[MAX_CALLS];	/* which consumer (1, 2) made each call */
 	bool young;		/* what invalidate returns for aging */
-	int reentry[6];		/* errors of notifier calls made in a hook */
+	int reentry[9];		/* errors of calls made in a hook */
 	bool try_reentry;
 	/* In each invalidate hook, ask memslot_notifier_retry() for these
 	 * gfns with @probe_seq; count the calls and the answers "retry". */
@@ -75,6 +75,20 @@ static void record(struct fixture *f, int who, const struct call *c)
 	}
 }
 
+/* Calls that take the writer lock or wait: a writer holding that lock
+ * may be waiting for this hook's notifier lock. */
+static void try_writer_calls(struct fixture *f, struct memslot_vm *vm)
+{
+	struct memslot_stats st;
+	struct memslot_region r = { .slot = 9, .guest_phys_addr = 0x900 * PAGE,
+				    .memory_size = PAGE,
+				    .userspace_addr = HVA + 0x900 * PAGE };
+
+	f->reentry[6] = memslot_vm_stats(vm, 0, &st);
+	f->reentry[7] = memslot_vm_wait(vm, memslot_vm_completed(vm));
+	f->reentry[8] = memslot_set_region(vm, &r, NULL);
+}
+
 static void try_reentry(struct fixture *f, struct memslot_vm *vm)
 {
 	f->reentry[0] = memslot_notifier_invalidate_start(
@@ -85,6 +99,7 @@ static void try_reentry(struct fixture *f, struct memslot_vm *vm)
 					     MEMSLOT_NOTIFY_AGE);
 	f->reentry[4] = memslot_notifier_register(vm, &f->ops2);
 	f->reentry[5] = memslot_notifier_unregister(vm, &f->ops);
+	try_writer_calls(f, vm);
 }
 
 static bool inval_hook(struct fixture *f, int who, struct memslot_vm *vm,
@@ -592,15 +607,17 @@ static void test_hook_reentry(void **state)
 {
 	struct fixture *f = *state;
 	struct memslot_vm *vm = f->vm;
+	uint64_t gen;
 
 	set(f, 0, 1, 0x100, 4, HVA, 0);
+	gen = memslot_generation(vm, 0);
 	assert_int_equal(memslot_notifier_register(vm, &f->ops), 0);
 	f->try_reentry = true;
 	assert_int_equal(memslot_notifier_invalidate_start(
 				 vm, HVA, HVA + PAGE, MEMSLOT_NOTIFY_UNMAP),
 			 0);
 	f->try_reentry = false;
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < 9; i++)
 		assert_int_equal(f->reentry[i], -EDEADLK);
 	assert_int_equal(memslot_notifier_invalidate_end(vm, HVA, HVA + PAGE),
 			 0);
@@ -609,6 +626,7 @@ static void test_hook_reentry(void **state)
 	assert_int_equal(memslot_notifier_unregister(vm, &f->ops), 0);
 	assert_int_equal(memslot_notifier_invalidate_end(vm, HVA, HVA + PAGE),
 			 -EINVAL);
+	assert_int_equal(memslot_generation(vm, 0), gen);
 }
 
 /* ---- an invalidation during a DELETE's INVALID phase ------------------ */

@@ -78,7 +78,10 @@ enum memslot_notifier_event {
  * the VM's notifier lock held and the layout fixed: @slot is valid until
  * the hook returns.  They must not call memslot_notifier_* functions other
  * than memslot_notifier_seq_begin() and memslot_notifier_retry(), nor
- * change slots (a slot swap waits for the invalidation to end).
+ * change slots (a slot swap waits for the invalidation to end).  Every
+ * call that takes the VM's writer lock or waits (slot changes, stats,
+ * listeners, dirty-log calls, memslot_vm_wait()) returns -EDEADLK there:
+ * a writer holding that lock may be waiting for the notifier lock.
  */
 struct memslot_notifier_ops {
 	size_t size;
@@ -138,7 +141,8 @@ int memslot_notifier_unregister(struct memslot_vm *vm,
  * host has made its change.
  * Context: any thread, inside or outside a read section; not inside a
  * notifier hook.  Between start and end the caller must not change slots
- * or wait for a thread that does (the change would wait for the end).
+ * or wait for a thread that does (the change would wait for the end), nor
+ * call memslot_vm_wait() (the reclaim thread's flush waits for it too).
  * Return: 0; -EINVAL for a NULL @vm, an empty or reversed range or an
  * @event other than MEMSLOT_NOTIFY_UNMAP; -EDEADLK inside a notifier
  * hook.
