@@ -789,9 +789,12 @@ static int reserve(struct batch *b)
 		r = pool_fill(b->vm, plain, wide);
 	}
 	if (!r)
-		r = idmap_reserve(&as->ids, b->used_user_ids + grow,
-				  each_used_id, b->cur);
-	return r ? r : alloc_retire(b);
+		r = alloc_retire(b);
+	/* Last: the id map keeps its growth, so nothing may fail after it.
+	 * (A reclaim thread started above stays: it is the VM's, not the
+	 * batch's, and the next deferred change would start it anyway.) */
+	return r ? r : idmap_reserve(&as->ids, b->used_user_ids + grow,
+				     each_used_id, b->cur);
 }
 
 /* ---- stage 3: apply --------------------------------------------------- */
