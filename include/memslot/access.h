@@ -66,7 +66,9 @@ struct memslot_segment {
  * @len: bytes to copy
  * @done: receives the bytes copied; may be NULL
  *
- * Slots are found through the set-wide last-used cache of the view.
+ * Each slot-sized piece is found by one index search; the walk leaves the
+ * set-wide last-used cache alone (one lookup per piece does not need it,
+ * and it keeps the access path free of shared stores).
  * Context: inside the read section the view came from.
  * Return: 0 when all @len bytes were copied; -EFAULT at a hole or an
  * INVALID slot; -EINVAL if the range wraps (nothing copied).

@@ -24,8 +24,9 @@
  *    an out-of-range address space gives NULL, 0 or an empty walk, an empty
  *    or reversed range an empty walk, and indexes are clamped
  *    speculation-safely;
- *  - misuse: a writer call inside a read section would wait for itself
- *    forever; builds without NDEBUG return -EBUSY instead.
+ *  - misuse: a writer call inside a read section, a change hook or a
+ *    notifier hook would wait for itself forever; it returns -EDEADLK
+ *    instead, in every build.
  */
 #ifndef MEMSLOT_MEMSLOT_H
 #define MEMSLOT_MEMSLOT_H
@@ -280,7 +281,7 @@ void memslot_vm_destroy(struct memslot_vm *vm);
  * Context: any thread outside a read section of @vm; writers serialise on
  * the VM's writer lock.
  * Return: 0; -EINVAL (rules 1-14 and 17); -EEXIST (rule 16); -ENOMEM;
- * -EBUSY when called from inside a read section (debug builds); the
+ * -EDEADLK when called from inside a read section or a hook (rule 20); the
  * prepare hook's error.
  */
 int memslot_set_region(struct memslot_vm *vm,
@@ -338,8 +339,10 @@ struct memslot_txn_result {
 /**
  * memslot_set_regions() - apply several requests atomically
  * @vm: the VM
- * @regions: the requests, applied in order; each is validated as
- *	memslot_set_region() would against the layout the earlier ones leave
+ * @regions: the requests, applied in order; each is validated against
+ *	rules 1-16 as memslot_set_region() would, against the layout the
+ *	earlier ones leave; rule 17 (max gfn, the arch's prepare step) and
+ *	the prepare hooks then judge each net change, as for one request
  * @n: number of requests (0 does nothing)
  * @res: if not NULL, receives the outcome and the change list
  *
@@ -1003,8 +1006,8 @@ struct memslot_stats {
  * @stats: receives the counts
  *
  * Context: any thread outside a read section; takes the writer lock.
- * Return: 0; -EINVAL for a NULL argument or a bad @as_id; -EBUSY when
- * called inside a read section (debug builds).
+ * Return: 0; -EINVAL for a NULL argument or a bad @as_id; -EDEADLK when
+ * called inside a read section or a hook.
  */
 int memslot_vm_stats(struct memslot_vm *vm, unsigned int as_id,
 		     struct memslot_stats *stats);
@@ -1017,7 +1020,7 @@ int memslot_vm_stats(struct memslot_vm *vm, unsigned int as_id,
  *
  * Context: as memslot_vm_stats().
  * Return: 0; -EINVAL for a NULL argument or a bad @as_id; -ENOSPC when
- * every user id is used; -EBUSY inside a read section (debug builds).
+ * every user id is used; -EDEADLK inside a read section or a hook.
  */
 int memslot_lowest_free_id(struct memslot_vm *vm, unsigned int as_id,
 			   uint32_t *id);
