@@ -383,6 +383,10 @@ static int rule_errno(enum memslot_rule rule)
 /* The first request names the address space the batch changes. */
 static void batch_start(struct batch *b, unsigned int as_id)
 {
+	/* Checked against nr_as by the caller; clamped all the same, as
+	 * every index a caller's number picks. */
+	as_id = (unsigned int)memslot_array_index_nospec(as_id,
+							 b->vm->nr_as);
 	b->as_id = as_id;
 	b->cur = atomic_load_explicit(&b->vm->active[as_id],
 				      memory_order_relaxed);

@@ -72,6 +72,10 @@ struct memslot_set {
 _Static_assert(offsetof(struct bpt_node, keys) == 0 &&
 	       offsetof(struct bpt_wide, node) == 0,
 	       "a cell's fields are found from its key's address");
+/* vals[i] lies as far from vals[0] as keys[i] from keys[0] only if a
+ * pointer is as wide as a key: true on the 64-bit targets, checked. */
+_Static_assert(sizeof(void *) == sizeof(uint64_t),
+	       "cell_slot() steps pointers by the key stride");
 
 static inline uintptr_t set_cell(const struct bpt_node *leaf,
 				 unsigned int pos)

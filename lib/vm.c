@@ -291,7 +291,7 @@ int memslot_vm_stats(struct memslot_vm *vm, unsigned int as_id,
 	r = vm_writer_lock(vm);
 	if (r)
 		return r;
-	as = &vm->as[as_id];
+	as = &vm->as[memslot_array_index_nospec(as_id, vm->nr_as)];
 	stats->used_ids = as->used_ids;
 	stats->free_user_ids = vm->cfg.user_slots - as->used_user_ids;
 	stats->total_pages = as->total_pages;
@@ -312,6 +312,7 @@ int memslot_lowest_free_id(struct memslot_vm *vm, unsigned int as_id,
 	r = vm_writer_lock(vm);
 	if (r)
 		return r;
+	as_id = (unsigned int)memslot_array_index_nospec(as_id, vm->nr_as);
 	r = idmap_lowest_free(&vm->as[as_id].ids, &v);
 	vm_writer_unlock(vm);
 	if (!r)
