@@ -66,12 +66,14 @@ static int grow(struct listeners *ls, struct mem_alloc *alloc)
 }
 
 static int push(struct listeners *ls, struct mem_alloc *alloc,
-		const void *key, const struct memslot_listener *ops)
+		const void *key, const struct memslot_listener *ops,
+		uint64_t since)
 {
 	if (ls->n == ls->cap && grow(ls, alloc))
 		return -ENOMEM;
 	ls->v[ls->n].key = key;
 	ls->v[ls->n].ops = *ops;
+	ls->v[ls->n].since = since;
 	ls->n++;
 	if (ops->flush || ops->complete)
 		atomic_fetch_add(&ls->late, 1);
@@ -98,7 +100,7 @@ int listeners_init(struct listeners *ls, struct mem_alloc *alloc,
 	memcpy(&ls->cb, cb, cb->size < sizeof(ls->cb) ? cb->size
 						      : sizeof(ls->cb));
 	ls->cb.size = sizeof(ls->cb);
-	return push(ls, alloc, cb, &ops);
+	return push(ls, alloc, cb, &ops, 0);
 }
 
 void listeners_destroy(struct listeners *ls, struct mem_alloc *alloc)
@@ -118,7 +120,7 @@ static struct listener *find(struct listeners *ls, const void *key)
 }
 
 int listeners_add(struct listeners *ls, struct mem_alloc *alloc,
-		  const struct memslot_listener *l)
+		  const struct memslot_listener *l, uint64_t since)
 {
 	struct memslot_listener ops;
 
@@ -127,7 +129,7 @@ int listeners_add(struct listeners *ls, struct mem_alloc *alloc,
 	memset(&ops, 0, sizeof(ops));
 	memcpy(&ops, l, l->size < sizeof(ops) ? l->size : sizeof(ops));
 	ops.size = sizeof(ops);
-	return push(ls, alloc, l, &ops);
+	return push(ls, alloc, l, &ops, since);
 }
 
 int listeners_del(struct listeners *ls, const struct memslot_listener *l)
@@ -195,12 +197,12 @@ void listeners_abort(struct listeners *ls, struct memslot_vm *vm,
 }
 
 void listeners_flush(struct listeners *ls, struct memslot_vm *vm,
-		     const struct memslot_slot *old)
+		     const struct memslot_slot *old, uint64_t ticket)
 {
 	for (size_t i = 0; i < ls->n; i++) {
 		const struct memslot_listener *o = &ls->v[i].ops;
 
-		if (o->flush)
+		if (o->flush && ls->v[i].since < ticket)
 			o->flush(vm, o->ctx, old);
 	}
 }
@@ -224,7 +226,7 @@ void listeners_complete(struct listeners *ls, struct memslot_vm *vm,
 	for (size_t i = 0; i < ls->n; i++) {
 		const struct memslot_listener *o = &ls->v[i].ops;
 
-		if (o->complete)
+		if (o->complete && ls->v[i].since < ticket)
 			o->complete(vm, o->ctx, ticket);
 	}
 }

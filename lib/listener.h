@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <memslot/memslot.h>
 
@@ -19,6 +20,9 @@
 struct listener {
 	const void *key;		/* the caller's struct, or the config's */
 	struct memslot_listener ops;	/* a copy, zero beyond the caller's size */
+	/* Deferred changes queued before it came: their late hooks (flush,
+	 * complete) are not its, as their prepare and commit were not. */
+	uint64_t since;
 };
 
 struct listeners {
@@ -35,9 +39,9 @@ struct listeners {
 int listeners_init(struct listeners *ls, struct mem_alloc *alloc,
 		   const struct memslot_callbacks *cb);
 void listeners_destroy(struct listeners *ls, struct mem_alloc *alloc);
-/* Return: 0, -EEXIST or -ENOMEM. */
+/* @since: tickets handed out so far.  Return: 0, -EEXIST or -ENOMEM. */
 int listeners_add(struct listeners *ls, struct mem_alloc *alloc,
-		  const struct memslot_listener *l);
+		  const struct memslot_listener *l, uint64_t since);
 /* Return: 0 or -ENOENT. */
 int listeners_del(struct listeners *ls, const struct memslot_listener *l);
 
@@ -59,8 +63,12 @@ void listeners_abort(struct listeners *ls, struct memslot_vm *vm,
 		     const struct memslot_slot *old,
 		     const struct memslot_slot *new_slot,
 		     enum memslot_change change);
+/* The late hooks of deferred change @ticket go to the listeners that
+ * were registered when it was queued; a blocking change's flush passes
+ * LISTENERS_ALL. */
+#define LISTENERS_ALL UINT64_MAX
 void listeners_flush(struct listeners *ls, struct memslot_vm *vm,
-		     const struct memslot_slot *old);
+		     const struct memslot_slot *old, uint64_t ticket);
 void listeners_commit(struct listeners *ls, struct memslot_vm *vm,
 		      const struct memslot_slot *old,
 		      const struct memslot_slot *new_slot,

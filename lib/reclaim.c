@@ -14,9 +14,16 @@
 
 void reclaim_init(struct reclaim *rc)
 {
+	pthread_condattr_t mono;
+
 	memset(rc, 0, sizeof(*rc));
 	pthread_mutex_init(&rc->lock, NULL);
-	pthread_cond_init(&rc->work, NULL);
+	/* The gathering wait is timed on the monotonic clock: a step of the
+	 * wall clock must not hold completions back. */
+	pthread_condattr_init(&mono);
+	pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
+	pthread_cond_init(&rc->work, &mono);
+	pthread_condattr_destroy(&mono);
 	pthread_cond_init(&rc->done, NULL);
 	rc->tail = &rc->head;
 }
@@ -80,7 +87,7 @@ static void call_hooks(struct memslot_vm *vm, struct retire *list)
 		for (size_t i = 0; i < r->nslots; i++) {
 			if (r->slots[i].flush)
 				listeners_flush(&vm->listeners, vm,
-						r->slots[i].slot);
+						r->slots[i].slot, r->ticket);
 		}
 		listeners_complete(&vm->listeners, vm, r->ticket);
 	}
@@ -120,7 +127,7 @@ static void gather(struct reclaim *rc)
 {
 	struct timespec until;
 
-	clock_gettime(CLOCK_REALTIME, &until);
+	clock_gettime(CLOCK_MONOTONIC, &until);
 	until.tv_nsec += GATHER_NS;
 	if (until.tv_nsec >= 1000000000L) {
 		until.tv_nsec -= 1000000000L;
@@ -170,6 +177,9 @@ static void *reclaim_main(void *arg)
 	uint64_t last;
 
 	be_background();
+	/* A reader like any other: flush and complete hooks may open read
+	 * sections here (the backend may require registration). */
+	memslot_thread_register(vm);
 
 	while ((list = take_all(rc))) {
 		struct spares_list back[SPARES_KINDS] = { 0 };
@@ -193,6 +203,7 @@ static void *reclaim_main(void *arg)
 		pthread_cond_broadcast(&rc->done);
 		pthread_mutex_unlock(&rc->lock);
 	}
+	memslot_thread_unregister(vm);
 	return NULL;
 }
 
@@ -239,6 +250,16 @@ int reclaim_wait(struct reclaim *rc, uint64_t ticket)
 	rc->waiters--;
 	pthread_mutex_unlock(&rc->lock);
 	return r;
+}
+
+uint64_t reclaim_issued(struct reclaim *rc)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&rc->lock);
+	n = rc->issued;
+	pthread_mutex_unlock(&rc->lock);
+	return n;
 }
 
 uint64_t reclaim_completed(struct reclaim *rc)

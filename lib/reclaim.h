@@ -82,4 +82,6 @@ uint64_t reclaim_queue(struct reclaim *rc, struct retire *r);
 /* Wait until @ticket completed.  Return: 0 or -EINVAL (never issued). */
 int reclaim_wait(struct reclaim *rc, uint64_t ticket);
 uint64_t reclaim_completed(struct reclaim *rc);
+/* The tickets handed out so far (the last one's number). */
+uint64_t reclaim_issued(struct reclaim *rc);
 #endif

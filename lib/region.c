@@ -916,7 +916,8 @@ static void flush_all(struct batch *b)
 {
 	for (size_t i = 0; i < b->nch; i++) {
 		if (b->ch[i].invalid)
-			listeners_flush(&b->vm->listeners, b->vm, b->ch[i].old);
+			listeners_flush(&b->vm->listeners, b->vm, b->ch[i].old,
+					LISTENERS_ALL);
 	}
 }
 

@@ -346,7 +346,9 @@ int memslot_listener_register(struct memslot_vm *vm,
 	r = vm_writer_lock(vm);
 	if (r)
 		return r;
-	r = listeners_add(&vm->listeners, &vm->alloc, l);
+	/* Under the writer lock no deferred change is being queued. */
+	r = listeners_add(&vm->listeners, &vm->alloc, l,
+			  reclaim_issued(&vm->reclaim));
 	vm_writer_unlock(vm);
 	return r;
 }

@@ -469,6 +469,67 @@ static void test_deferred_move_waits_for_reader(void **state)
 	}
 }
 
+/*
+ * A listener registered while a deferred change is pending saw neither
+ * its prepare nor its commit, so it gets neither its flush nor its
+ * complete; the next change is all its own.
+ */
+static void test_late_listener_skips_pending(void **state)
+{
+	struct fixture *f = *state;
+	struct memslot_region r = region(1, 0x100, 4);
+	struct memslot_txn_result res = { 0 };
+	struct holder h = { .vm = f->vm, .gfn = 0x101 };
+	struct tl c;
+	pthread_t t;
+
+	pthread_mutex_init(&h.lock, NULL);
+	pthread_cond_init(&h.cond, NULL);
+	tl_init(&c, 'C', &f->log);
+	assert_int_equal(memslot_set_region(f->vm, &r, NULL), 0);
+	assert_int_equal(pthread_create(&t, NULL, hold_view, &h), 0);
+	holder_wait(&h, 1);
+	r.guest_phys_addr = 0x800 * PAGE;
+	assert_int_equal(memslot_set_regions_deferred(f->vm, &r, 1, &res), 0);
+	/* The reader holds the grace period: the change is still pending. */
+	assert_int_equal(memslot_listener_register(f->vm, &c.ops), 0);
+	assert_int_equal(memslot_vm_completed(f->vm), 0);
+	f->log.n = 0;
+	holder_set(&h, 2);
+	assert_int_equal(memslot_vm_wait(f->vm, res.ticket), 0);
+	pthread_join(t, NULL);
+	{
+		const struct event want[] = {
+			{ 'A', EV_FLUSH, 1, 0, 0 }, { 'B', EV_FLUSH, 1, 0, 0 },
+			{ 'A', EV_COMPLETE, UINT32_MAX, 0, res.ticket },
+			{ 'B', EV_COMPLETE, UINT32_MAX, 0, res.ticket },
+		};
+
+		expect_log(f, want, 4);
+	}
+	r.guest_phys_addr = 0x100 * PAGE;
+	assert_int_equal(memslot_set_regions_deferred(f->vm, &r, 1, &res), 0);
+	assert_int_equal(memslot_vm_wait(f->vm, res.ticket), 0);
+	{
+		const struct event want[] = {
+			{ 'A', EV_PREPARE, 1, MO, 0 },
+			{ 'B', EV_PREPARE, 1, MO, 0 },
+			{ 'C', EV_PREPARE, 1, MO, 0 },
+			{ 'A', EV_COMMIT, 1, MO, 0 },
+			{ 'B', EV_COMMIT, 1, MO, 0 },
+			{ 'C', EV_COMMIT, 1, MO, 0 },
+			{ 'A', EV_FLUSH, 1, 0, 0 }, { 'B', EV_FLUSH, 1, 0, 0 },
+			{ 'C', EV_FLUSH, 1, 0, 0 },
+			{ 'A', EV_COMPLETE, UINT32_MAX, 0, res.ticket },
+			{ 'B', EV_COMPLETE, UINT32_MAX, 0, res.ticket },
+			{ 'C', EV_COMPLETE, UINT32_MAX, 0, res.ticket },
+		};
+
+		expect_log(f, want, 12);
+	}
+	assert_int_equal(memslot_listener_unregister(f->vm, &c.ops), 0);
+}
+
 /* Destroying the VM completes what is pending, hooks included. */
 static void test_destroy_completes(void **state)
 {
@@ -499,6 +560,7 @@ int main(void)
 		T(test_sized_copy), T(test_abort_on_refusal),
 		T(test_abort_on_max_gfn), T(test_writer_from_hook),
 		T(test_deferred_create), T(test_deferred_move_waits_for_reader),
+		T(test_late_listener_skips_pending),
 		T(test_destroy_completes),
 	};
 

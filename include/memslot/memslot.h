@@ -380,9 +380,13 @@ int memslot_set_regions(struct memslot_vm *vm,
  * (+nr_as per CREATE/FLAGS_ONLY batch, +2*nr_as when anything is deleted
  * or moved), in one step.  The prepare and commit hooks run before
  * return; what must wait for readers to leave the old layout runs later on
- * the VM's reclaim thread, in order: the flush hook of every deleted or
- * moved slot, then freeing the old layout, then the complete hook of
- * every listener with @res->ticket.  After memslot_vm_wait(@res->ticket)
+ * the VM's reclaim thread, once no reader can reach the old layout, in
+ * order: the flush hook of every deleted or moved slot, then the complete
+ * hook of every listener with @res->ticket, then the library frees the
+ * old objects (so a complete hook may still be handed, and may compare,
+ * the old slot pointers its flush saw).  Both go only to the listeners
+ * registered when the change was made, as its prepare and commit did.
+ * After memslot_vm_wait(@res->ticket)
  * returns (or the complete hook ran), no reader can reach the old slots:
  * their backing memory may be unmapped.  A prepare failure changes
  * nothing (there is no INVALID phase to undo).
@@ -433,8 +437,12 @@ uint64_t memslot_vm_completed(struct memslot_vm *vm);
  * @complete: a deferred change has completed (memslot_vm_wait())
  * @ctx: passed to every hook
  *
- * Every hook may be NULL.  Hooks of one listener run in the order above;
- * listeners run in registration order (after the config's callbacks).
+ * Every hook may be NULL.  Hooks of one listener run in the order above,
+ * and a listener gets the hooks of exactly the changes made while it is
+ * registered (a deferred change queued before it came does not flush or
+ * complete to it); listeners run in registration order (after the
+ * config's callbacks).  The reclaim thread is a registered reader, so
+ * hooks there may open read sections.
  * Context: hooks run with the VM's writer lock held, on the writer's
  * thread or on the reclaim thread; they may look slots up but must not
  * change slots or wait (writer calls return -EDEADLK there).
