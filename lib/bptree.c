@@ -971,9 +971,14 @@ void bpt_build_merge(struct bpt *t, struct bpt_pool *pool, void *const *vals,
 		} else {
 			/* The values come sorted by key, which for a big
 			 * batch is not their order in memory: each key()
-			 * would wait for a miss of its own. */
-			if (i + BUILD_AHEAD < k)
-				__builtin_prefetch(vals[i + BUILD_AHEAD]);
+			 * would wait for a miss of its own.  Two lines: a
+			 * value's leading fields may straddle them. */
+			if (i + BUILD_AHEAD < k) {
+				const char *v = vals[i + BUILD_AHEAD];
+
+				__builtin_prefetch(v);
+				__builtin_prefetch(v + 63);
+			}
 			build_entry(&bd, vals[i++], key);
 		}
 	}

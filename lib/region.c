@@ -96,7 +96,7 @@ static inline __attribute__((always_inline)) void
 cur_ahead(const struct batch *b, size_t i)
 {
 	if (i + CUR_AHEAD < b->nch)
-		__builtin_prefetch(b->ch[i + CUR_AHEAD].cur);
+		slot_prefetch(b->ch[i + CUR_AHEAD].cur);
 }
 
 static uint32_t allowed_flags(const struct memslot_config *cfg)

@@ -280,7 +280,7 @@ static inline __attribute__((always_inline)) void
 slot_ahead(void *const *slots, size_t k, size_t i)
 {
 	if (i + SLOT_AHEAD < k)
-		__builtin_prefetch(slots[i + SLOT_AHEAD]);
+		slot_prefetch(slots[i + SLOT_AHEAD]);
 }
 
 /* Stable: slots with equal keys keep their order.  Requests usually come
