@@ -41,7 +41,9 @@ TEST_ORDER = [
 ]
 TEST_DOC = {
     "slot_setup": "create N slots one by one into an empty index (whole "
-                  "setup; libmemslot-txn: one memslot_set_regions call)",
+                  "setup; libmemslot-txn: one memslot_set_regions call, "
+                  "its request array built before the clock starts, as "
+                  "the baselines take the layout's records as they are)",
     "lookup_random": "gfn -> slot, uniformly random gfns over all slots",
     "lookup_vmmlayout": "gfn -> slot in vm-memory's layout: N one-page "
                         "slots with one-page holes, uniformly random gfns "
