@@ -252,22 +252,23 @@ int reclaim_wait(struct reclaim *rc, uint64_t ticket)
 	return r;
 }
 
-uint64_t reclaim_issued(struct reclaim *rc)
+/* A ticket counter of @rc, read under its lock. */
+static uint64_t read_locked(struct reclaim *rc, const uint64_t *counter)
 {
 	uint64_t n;
 
 	pthread_mutex_lock(&rc->lock);
-	n = rc->issued;
+	n = *counter;
 	pthread_mutex_unlock(&rc->lock);
 	return n;
 }
 
+uint64_t reclaim_issued(struct reclaim *rc)
+{
+	return read_locked(rc, &rc->issued);
+}
+
 uint64_t reclaim_completed(struct reclaim *rc)
 {
-	uint64_t c;
-
-	pthread_mutex_lock(&rc->lock);
-	c = rc->completed;
-	pthread_mutex_unlock(&rc->lock);
-	return c;
+	return read_locked(rc, &rc->completed);
 }
