@@ -92,6 +92,9 @@ static void test_counter_waits(void **state)
 /* A thread reading two VMs registers with both; liburcu must see one. */
 static void check_double_register(const struct memslot_rcu_ops *rcu)
 {
+	unsigned long unreg = rcu_misuse_count(RCU_MISUSE_UNREGISTERED);
+	size_t readers = rcu_counter_readers();
+	size_t mine = rcu == memslot_rcu_counter();	/* counter's list */
 	struct memslot_config cfg;
 	struct memslot_vm *a, *b;
 
@@ -106,12 +109,17 @@ static void check_double_register(const struct memslot_rcu_ops *rcu)
 	assert_null(memslot_gfn_to_slot(b, 0, 1));
 	memslot_read_unlock(b);
 	memslot_read_unlock(a);
+	assert_int_equal(rcu_counter_readers(), readers + mine);
 	memslot_thread_unregister(b);
-	/* Still registered for a: a section and a grace period still work. */
+	/* Still registered for a, once: a section is no misuse (no implicit
+	 * registration) and a grace period still works. */
+	assert_int_equal(rcu_counter_readers(), readers + mine);
 	memslot_read_lock(a);
 	memslot_read_unlock(a);
 	rcu->synchronize(rcu->ctx);
+	assert_int_equal(rcu_misuse_count(RCU_MISUSE_UNREGISTERED), unreg);
 	memslot_thread_unregister(a);
+	assert_int_equal(rcu_counter_readers(), readers);
 	memslot_vm_destroy(a);
 	memslot_vm_destroy(b);
 }

@@ -888,6 +888,7 @@ static void test_generation_outside_sections(void **state)
 	print_message("%lu moves, %lu polls\n", changes,
 		      (unsigned long)atomic_load(&p.reads));
 	assert_int_equal(atomic_load(&p.errors), 0);
+	assert_true(atomic_load(&p.reads) > 0);
 	/* Each blocking move adds 2 * nr_as, and reads see the last one. */
 	assert_int_equal(memslot_generation(p.vm, 0), 2 * (1 + 2 * changes));
 	memslot_vm_destroy(p.vm);
@@ -1052,7 +1053,9 @@ static void run_pairs(bool deferred)
 	if (atomic_load(&st->errors))
 		fail_msg("%d errors; first: %s", atomic_load(&st->errors),
 			 st->msg);
+	/* Both sides ran: the pair check had sections to look at. */
 	assert_true(st->changes > MIN_CHANGES);
+	assert_true(atomic_load(&st->walks) > 10);
 	stress_fini(st);
 	free(st);
 }
