@@ -687,8 +687,23 @@ struct swapper {
 	struct memslot_region r;
 	bool deferred;
 	int result;
+	atomic_bool prepared;	/* the change got past validation */
 	atomic_bool done;
+	struct memslot_listener l;
 };
+
+/* Runs on the swapper's thread just before its publish. */
+static int swapper_prepare(struct memslot_vm *vm, void *ctx,
+			   const struct memslot_slot *old,
+			   const struct memslot_slot *new_slot,
+			   enum memslot_change change)
+{
+	struct swapper *s = ctx;
+
+	(void)vm, (void)old, (void)new_slot, (void)change;
+	atomic_store(&s->prepared, true);
+	return 0;
+}
 
 static void *swapper_main(void *arg)
 {
@@ -723,7 +738,11 @@ static void swap_waits(struct fixture *f, bool deferred)
 	uint64_t seq = memslot_notifier_seq_begin(f->vm);
 	pthread_t t;
 
+	s.l = (struct memslot_listener){ .size = sizeof(s.l),
+					 .prepare = swapper_prepare,
+					 .ctx = &s };
 	set(f, 0, 1, 0x100, 1, HVA, 0);
+	assert_int_equal(memslot_listener_register(f->vm, &s.l), 0);
 	assert_int_equal(memslot_notifier_register(f->vm, &f->ops), 0);
 	/* The new slot would meet this range: its start found none. */
 	assert_int_equal(memslot_notifier_invalidate_start(
@@ -731,6 +750,10 @@ static void swap_waits(struct fixture *f, bool deferred)
 				 MEMSLOT_NOTIFY_UNMAP),
 			 0);
 	assert_int_equal(pthread_create(&t, NULL, swapper_main, &s), 0);
+	/* Not a vacuous wait: the change is known to be at its publish. */
+	for (int i = 0; i < 10000 && !atomic_load(&s.prepared); i++)
+		sleep_ms(1);
+	assert_true(atomic_load(&s.prepared));
 	sleep_ms(100);
 	assert_false(atomic_load(&s.done));
 	/* The end sees the layout the start saw: no slot, so nothing was
@@ -743,6 +766,7 @@ static void swap_waits(struct fixture *f, bool deferred)
 	assert_int_equal(s.result, 0);
 	assert_int_equal(memslot_notifier_seq_begin(f->vm), seq);
 	assert_int_equal(f->ncalls, 0);
+	assert_int_equal(memslot_listener_unregister(f->vm, &s.l), 0);
 }
 
 static void test_swap_waits_blocking(void **state)
