@@ -622,19 +622,28 @@ const struct ref_slot *ref_search(const struct ref_model *m,
 	return below ? below : lowest;
 }
 
-static int cmp_base(const void *a, const void *b)
+/* Put @s into @out, the @kept lowest-based slots so far in ascending
+ * order, if it is among the @max lowest.  Return: the new count kept. */
+static size_t keep_lowest(const struct ref_slot **out, size_t kept,
+			  size_t max, const struct ref_slot *s)
 {
-	const struct ref_slot *x = *(const struct ref_slot *const *)a;
-	const struct ref_slot *y = *(const struct ref_slot *const *)b;
+	size_t i = kept < max ? kept : max;
 
-	return (x->base_gfn > y->base_gfn) - (x->base_gfn < y->base_gfn);
+	if (i == max && (!max || out[max - 1]->base_gfn <= s->base_gfn))
+		return kept;
+	if (i == max)
+		i--;
+	for (; i > 0 && out[i - 1]->base_gfn > s->base_gfn; i--)
+		out[i] = out[i - 1];
+	out[i] = s;
+	return kept < max ? kept + 1 : max;
 }
 
 size_t ref_gfn_range(const struct ref_model *m, unsigned int as_id,
 		     uint64_t start, uint64_t end,
 		     const struct ref_slot **out, size_t max)
 {
-	size_t n = 0;
+	size_t n = 0, kept = 0;
 
 	if (as_id >= m->nr_as || start >= end)
 		return 0;
@@ -643,11 +652,11 @@ size_t ref_gfn_range(const struct ref_model *m, unsigned int as_id,
 
 		if (!ranges_meet(s->base_gfn, s->npages, start, end - start))
 			continue;
-		if (n < max)
-			out[n] = s;
+		/* The first @max in gfn order, as the library walks them:
+		 * not the first @max of the model's array. */
+		kept = keep_lowest(out, kept, max, s);
 		n++;
 	}
-	qsort(out, n < max ? n : max, sizeof(*out), cmp_base);
 	return n;
 }
 

@@ -203,7 +203,8 @@ const struct ref_slot *ref_search(const struct ref_model *m,
  * @as_id: address space
  * @start: first gfn
  * @end: gfn after the last
- * @out: receives up to @max slot pointers
+ * @out: receives the first @max of them in gfn order (as a walk of the
+ *	library yields them)
  * @max: entries in @out
  *
  * Return: the number of intersecting slots (may exceed @max).
