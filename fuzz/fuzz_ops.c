@@ -209,8 +209,11 @@ static uint64_t rand_hva(struct fuzz *f, uint64_t size)
 
 static void rand_region(struct fuzz *f, struct memslot_region *r)
 {
-	uint8_t mis = get8(&f->in);
+	uint8_t mis = get8(&f->in), g = get8(&f->in);
 
+	/* Every field from the input: one left as the stack had it would
+	 * decide a guest_memfd request by chance, not by the input. */
+	memset(r, 0, sizeof(*r));
 	r->slot = rand_slot(f);
 	r->flags = rand_flags(&f->in);
 	r->guest_phys_addr = rand_gfn(f) << f->cfg.page_shift;
@@ -226,6 +229,14 @@ static void rand_region(struct fuzz *f, struct memslot_region *r)
 		r->userspace_addr += 1 + mis % 7;
 	if ((r->memory_size >> f->cfg.page_shift) > LOG_MAX_PAGES)
 		r->flags &= ~MEMSLOT_MEM_LOG_DIRTY_PAGES;
+	/* guest_memfd binding: a small fd, and an offset mostly on the page
+	 * grid, now and then off it or near the top of the range. */
+	r->guest_memfd = g & 3;
+	r->guest_memfd_offset = (uint64_t)(g >> 2 & 15) * page(f);
+	if (g >= 0xf0)
+		r->guest_memfd_offset += 1 + g % 7;
+	else if (g >= 0xe0)
+		r->guest_memfd_offset = 0 - page(f) * (1 + g % 4);
 }
 
 /* ---- comparing slots and state --------------------------------------- */
@@ -233,6 +244,8 @@ static void rand_region(struct fuzz *f, struct memslot_region *r)
 static void check_slot(struct fuzz *f, const char *what,
 		       const struct memslot_slot *s, const struct ref_slot *m)
 {
+	struct memslot_region r;
+
 	check(f, what, s != NULL, m != NULL);
 	if (!s)
 		return;
@@ -244,6 +257,10 @@ static void check_slot(struct fuzz *f, const char *what,
 	check(f, "slot flags", memslot_slot_flags(s), m->flags);
 	check(f, "slot user_data", (uintptr_t)memslot_slot_user_data(s),
 	      (uintptr_t)m->user_data);
+	memslot_slot_region(f->vm, s, &r);
+	check(f, "slot guest_memfd", r.guest_memfd, m->gmem_fd);
+	check(f, "slot guest_memfd_offset", r.guest_memfd_offset,
+	      m->gmem_offset);
 }
 
 static void check_gfn_walk(struct fuzz *f, unsigned int as_id,
