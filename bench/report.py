@@ -150,12 +150,14 @@ def load(path, clock="real_time"):
         # Threaded runs append /real_time/threads:T to the name.
         parts = [p for p in name.split("/")
                  if p != "real_time" and not p.startswith("threads:")]
-        if len(parts) != 4 or parts[0] != "memslots":
-            continue
-        _, test, impl, n = parts
+        # An error counts whatever the name's shape (the dirty and writer
+        # tests carry /iterations:N or /manual_time suffixes).
         if b.get("error_occurred"):
             errors.append("%s: %s" % (b["name"], b.get("error_message")))
             continue
+        if len(parts) != 4 or parts[0] != "memslots":
+            continue
+        _, test, impl, n = parts
         scale = {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}[b["time_unit"]]
         if "op_ns" in b:
             ns = b["op_ns"]

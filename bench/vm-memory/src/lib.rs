@@ -109,12 +109,15 @@ fn to_usize(x: u64) -> usize {
 
 #[no_mangle]
 pub extern "C" fn vmmem_bitmap_create(pages: u64, page_size: u64) -> *mut AtomicBitmap {
-    let (Ok(pages), Ok(page_size)) = (usize::try_from(pages), usize::try_from(page_size)) else {
-        return ptr::null_mut();
+    // No let-else: Debian 12's own cargo (Rust 1.63) must build this too.
+    let (pages, page_size) = match (usize::try_from(pages), usize::try_from(page_size)) {
+        (Ok(p), Ok(s)) => (p, s),
+        _ => return ptr::null_mut(),
     };
     // AtomicBitmap::new divides by the page size.
-    let Some(bytes) = pages.checked_mul(page_size).filter(|_| page_size != 0) else {
-        return ptr::null_mut();
+    let bytes = match pages.checked_mul(page_size).filter(|_| page_size != 0) {
+        Some(b) => b,
+        None => return ptr::null_mut(),
     };
     Box::into_raw(Box::new(AtomicBitmap::new(bytes, page_size)))
 }
