@@ -2175,9 +2175,10 @@ int main(int argc, char **argv)
 {
 	std::vector<char *> args(argv, argv + argc);
 	const char *quick = getenv("MEMSLOT_BENCH_QUICK");
-	// As bench/meson.build's bench_quick: names may go on past the count
-	// (threads, manual time), and the harvest and read-section tests
-	// have counts of their own.
+	// Quick mode (--quick, MEMSLOT_BENCH_QUICK, meson's bench_quick): every
+	// test at 64 and 509 slots, whose names may go on past the count
+	// (threads, manual time), and the harvest and read-section tests,
+	// which have counts of their own.
 	static char filter[] = "--benchmark_filter=/(64|509)(/.*)?$|/dirty_harvest[a-z_]*/[a-z0-9-]+/262144/|/read_section/";
 	static char min_time[] = "--benchmark_min_time=0.01";
 	bool want_quick = (quick && *quick && strcmp(quick, "0")) ||
