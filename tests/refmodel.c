@@ -423,12 +423,16 @@ int ref_set_region(struct ref_model *m, const struct memslot_config *cfg,
 
 /* Whether @b is still the slot @a with at most other log-dirty bits: a
  * slot that KVM could only reach by a delete and a create (other size,
- * hva or READONLY bit, or a new backing object) counts as replaced. */
+ * hva or READONLY bit, or a new backing object: another guest_memfd
+ * binding, or one added or dropped) counts as replaced. */
 static bool same_place(const struct ref_slot *a, const struct ref_slot *b)
 {
+	uint32_t fixed = MEMSLOT_MEM_READONLY | MEMSLOT_MEM_GUEST_MEMFD;
+
 	return a->base_gfn == b->base_gfn && a->npages == b->npages &&
 	       a->hva == b->hva && a->user_data == b->user_data &&
-	       !((a->flags ^ b->flags) & MEMSLOT_MEM_READONLY);
+	       a->gmem_fd == b->gmem_fd && a->gmem_offset == b->gmem_offset &&
+	       !((a->flags ^ b->flags) & fixed);
 }
 
 /*
